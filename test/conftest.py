@@ -1,0 +1,163 @@
+"""Test harness: per-session ROS_DOMAIN_ID on localhost, node fixtures in-process and as processes.
+
+Every process that starts DDS in the suite inherits ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` and
+a ``ROS_DOMAIN_ID`` that this session holds an exclusive lock on, so parallel runs never cross and
+no traffic leaves loopback.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_EVENTS = REPO.parent / "shared" / "data" / "events"
+
+_domain_lock = None
+
+
+def _claim_domain_id() -> int:
+    """Lock a ROS_DOMAIN_ID in 1..100 for this test session (flock released at exit)."""
+    global _domain_lock
+    ids = list(range(1, 101))
+    random.Random(os.getpid()).shuffle(ids)
+    for domain in ids:
+        fh = open(f"/tmp/snn_fusion_ros_domain_{domain}.lock", "w")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.close()
+            continue
+        _domain_lock = fh
+        return domain
+    raise RuntimeError("no free ROS_DOMAIN_ID in 1..100 (100 concurrent test sessions?)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    os.environ.pop("ROS_STATIC_PEERS", None)
+    if "SNN_FUSION_TEST_DOMAIN_ID" not in os.environ:
+        os.environ["SNN_FUSION_TEST_DOMAIN_ID"] = str(_claim_domain_id())
+    os.environ["ROS_DOMAIN_ID"] = os.environ["SNN_FUSION_TEST_DOMAIN_ID"]
+
+
+@pytest.fixture(scope="session")
+def shared_events() -> Path:
+    """The team's real recordings (../shared/data/events); skip where this clone has none."""
+    if not SHARED_EVENTS.is_dir():
+        pytest.skip(f"real recordings not present at {SHARED_EVENTS} (a clone outside the team has no ../shared)")
+    return SHARED_EVENTS
+
+
+def _have_msgs() -> bool:
+    try:
+        import snn_fusion_ros.msg  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def ros_msgs():
+    """The generated snn_fusion_ros.msg module (built by `make build`)."""
+    if not _have_msgs():
+        pytest.fail("snn_fusion_ros.msg is not importable: run the suite through `make test` (builds msg/)")
+    import snn_fusion_ros.msg as m
+
+    return m
+
+
+@pytest.fixture
+def rclpy_context():
+    """An initialised rclpy Context for in-process nodes; shut down after the test."""
+    import rclpy
+    from rclpy.context import Context
+
+    ctx = Context()
+    rclpy.init(context=ctx)
+    try:
+        yield ctx
+    finally:
+        if ctx.ok():
+            rclpy.shutdown(context=ctx)
+
+
+@pytest.fixture
+def executor(rclpy_context):
+    """A multi-threaded executor bound to the test's context; nodes added to it are destroyed after."""
+    from rclpy.executors import MultiThreadedExecutor
+
+    ex = MultiThreadedExecutor(num_threads=4, context=rclpy_context)
+    try:
+        yield ex
+    finally:
+        for node in list(ex.get_nodes()):
+            ex.remove_node(node)
+            node.destroy_node()
+        ex.shutdown()
+
+
+def spin_until(executor, predicate, timeout_s: float = 10.0, step_s: float = 0.02) -> bool:
+    """Spin ``executor`` until ``predicate()`` is true or the timeout passes; returns the predicate."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        executor.spin_once(timeout_sec=step_s)
+    return bool(predicate())
+
+
+class NodeProcess:
+    """A node (or any Python module) run as a separate process, as `ros2 launch` would run it."""
+
+    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
+        self.args = args
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        full_env["PYTHONUNBUFFERED"] = "1"
+        self.proc = subprocess.Popen(
+            [sys.executable, *args], env=full_env, cwd=REPO, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        )
+
+    def stop(self, timeout_s: float = 10.0) -> str:
+        """SIGINT (clean shutdown), then SIGKILL the whole process group if it lingers; returns output."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=5)
+        out = self.proc.stdout.read() if self.proc.stdout else ""
+        try:  # nothing of the group may outlive the test
+            os.killpg(self.proc.pid, 0)
+        except ProcessLookupError:
+            pass
+        else:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            raise AssertionError(f"processes of {self.args} outlived their leader")
+        return out
+
+
+@pytest.fixture
+def node_process():
+    """Factory: ``node_process([-m, module, ...])`` starts a process; all are stopped after the test."""
+    procs: list[NodeProcess] = []
+
+    def start(args: list[str], env: dict[str, str] | None = None) -> NodeProcess:
+        p = NodeProcess(args, env)
+        procs.append(p)
+        return p
+
+    yield start
+    for p in procs:
+        p.stop()
