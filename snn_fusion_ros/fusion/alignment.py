@@ -1,0 +1,154 @@
+"""Time alignment of per-modality spike windows by their sensor-time stamps.
+
+Encoders cut windows on one global grid (window k ends at ``(k+1) * window_ns``), so windows of
+the same instant carry the same stamp. The :class:`Aligner` collects them per stamp and releases a
+:class:`FusedWindow` as soon as every *alive* modality has delivered that stamp, or when the
+oldest pending stamp has waited ``max_wait_ms`` (wall time), or when the buffer holds more than
+``max_pending`` stamps. Rules for bad timing (each counted by reason):
+
+* a window whose stamp is not newer than the last released one is ``late`` (dropped: its instant
+  was already classified);
+* the same modality twice for one pending stamp is ``duplicate_seq`` (the second is dropped);
+* a stamp more than ``reset_backwards_ms`` older than the last released one means the clock jumped
+  back (a looping bag, a restarted sensor): the aligner resets and accepts it (``resets`` grows);
+* a modality is *alive* while its last window arrived within ``stale_timeout_ms`` (wall time), and
+  during the first ``stale_timeout_ms`` after start-up even before its first window; a stale
+  modality is not waited for, and is re-admitted by its next window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from snn_fusion_ros.errors import InputRejected, RejectionCounter
+from snn_fusion_ros.params import param, validate_config
+from snn_fusion_ros.spikes import MODALITIES, SpikeWindow
+
+
+@dataclass(frozen=True)
+class AlignerConfig:
+    """Alignment parameters (wall-clock durations are measured with the caller's ``now_ns``)."""
+
+    modalities: tuple[str, ...] = field(default=MODALITIES,
+                                        metadata=param("modalities fused, subset of audio, dvs, imu"))
+    max_wait_ms: float = field(default=30.0, metadata=param(
+        "longest wait for the other alive modalities once one delivered a window", "ms", 0.0, 10000.0, runtime=True))
+    stale_timeout_ms: float = field(default=500.0, metadata=param(
+        "a modality with no window for this long is dropped from fusion until it returns", "ms", 1.0, 600000.0,
+        runtime=True))
+    max_pending: int = field(default=64, metadata=param("pending stamps kept before the oldest is forced out", "",
+                                                        1, 100000))
+    reset_backwards_ms: float = field(default=1000.0, metadata=param(
+        "a stamp this much older than the last released one resets alignment (clock jumped back)", "ms",
+        1.0, 1e9))
+
+    def __post_init__(self) -> None:
+        validate_config(self)
+        unknown = set(self.modalities) - set(MODALITIES)
+        if not self.modalities or unknown:
+            raise ValueError(f"AlignerConfig.modalities={self.modalities!r}; each must be one of {MODALITIES}")
+
+
+@dataclass(frozen=True)
+class FusedWindow:
+    """Windows of one instant: ``inputs[modality]`` is a (steps, neurons) bool array."""
+
+    stamp_ns: int
+    inputs: dict[str, np.ndarray]
+    step_ns: int
+    first_arrival_ns: int
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return tuple(m for m in MODALITIES if m in self.inputs)
+
+
+@dataclass
+class _Pending:
+    windows: dict[str, SpikeWindow]
+    first_arrival_ns: int
+
+
+class Aligner:
+    """Bounded, stamp-ordered alignment buffer. Not thread-safe: call from one thread."""
+
+    def __init__(self, config: AlignerConfig) -> None:
+        self.config = config
+        self.rejections = RejectionCounter()
+        self.resets = 0
+        self.released = 0
+        self.forced = 0
+        self._pending: dict[int, _Pending] = {}
+        self._last_seen_ns: dict[str, int] = {}
+        self._last_released_stamp: int | None = None
+        self._start_ns: int | None = None
+
+    def reset(self) -> None:
+        """Forget pending windows and the release watermark (liveness is kept)."""
+        self._pending.clear()
+        self._last_released_stamp = None
+
+    def alive(self, now_ns: int) -> tuple[str, ...]:
+        """Modalities whose last window arrived within ``stale_timeout_ms`` of ``now_ns``."""
+        limit = self.config.stale_timeout_ms * 1e6
+        starting = self._start_ns is not None and now_ns - self._start_ns <= limit
+        return tuple(m for m in self.config.modalities
+                     if now_ns - self._last_seen_ns.get(m, self._start_ns if starting else -(1 << 62)) <= limit)
+
+    def seen(self) -> tuple[str, ...]:
+        """Modalities that delivered at least one window."""
+        return tuple(m for m in self.config.modalities if m in self._last_seen_ns)
+
+    def push(self, window: SpikeWindow, now_ns: int) -> list[FusedWindow]:
+        """Add one window; return the fused windows it completes (possibly none)."""
+        if window.modality not in self.config.modalities:
+            raise InputRejected("unknown_modality",
+                                f"{window.modality!r} is not fused here (modalities: {self.config.modalities})")
+        if self._start_ns is None:
+            self._start_ns = now_ns
+        last = self._last_released_stamp
+        if last is not None and window.stamp_ns <= last:
+            if last - window.stamp_ns > self.config.reset_backwards_ms * 1e6:
+                self.resets += 1
+                self.reset()
+            else:
+                raise InputRejected("late", f"{window.modality} window {window.stamp_ns} ns is not newer than "
+                                            f"the last classified {last} ns")
+        pending = self._pending.get(window.stamp_ns)
+        if pending is None:
+            pending = self._pending[window.stamp_ns] = _Pending({}, now_ns)
+        elif window.modality in pending.windows:
+            raise InputRejected("duplicate_seq", f"second {window.modality} window for stamp {window.stamp_ns} ns")
+        pending.windows[window.modality] = window
+        self._last_seen_ns[window.modality] = now_ns
+        return self.poll(now_ns)
+
+    def poll(self, now_ns: int) -> list[FusedWindow]:
+        """Release what is complete or has waited long enough; call periodically (timer)."""
+        out: list[FusedWindow] = []
+        alive = set(self.alive(now_ns))
+        wait_ns = self.config.max_wait_ms * 1e6
+        while self._pending:
+            stamp = min(self._pending)
+            p = self._pending[stamp]
+            complete = bool(alive) and alive <= set(p.windows)
+            # A later stamp complete for every alive modality means earlier stamps will not fill up.
+            overtaken = any(alive and alive <= set(q.windows) for s, q in self._pending.items() if s > stamp)
+            expired = now_ns - p.first_arrival_ns >= wait_ns
+            overflow = len(self._pending) > self.config.max_pending
+            if not (complete or overtaken or expired or overflow):
+                break
+            if overflow and not (complete or overtaken or expired):
+                self.forced += 1
+            del self._pending[stamp]
+            self._last_released_stamp = stamp
+            step_ns = next(iter(p.windows.values())).step_ns
+            out.append(FusedWindow(stamp, {m: w.spikes for m, w in p.windows.items()}, step_ns, p.first_arrival_ns))
+        self.released += len(out)
+        return out
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
