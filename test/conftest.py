@@ -161,3 +161,16 @@ def node_process():
     yield start
     for p in procs:
         p.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """An untrained but valid 4-class model artifact with small inputs (audio 8, dvs 16, imu 6)."""
+    from snn_fusion_ros.snn.artifact import save_artifact
+    from snn_fusion_ros.snn.config import FusionNetConfig
+    from snn_fusion_ros.snn.network import FusionNet
+
+    cfg = FusionNetConfig(audio_neurons=8, dvs_neurons=16, imu_neurons=6, hidden_neurons=16, fusion_neurons=16,
+                          num_classes=4, seed=3)
+    return save_artifact(tmp_path_factory.mktemp("model") / "tiny", FusionNet(cfg), ["a", "b", "c", "d"], {},
+                         created_by="test/conftest.py tiny_model")

@@ -13,9 +13,8 @@ BIG_EVENTS = 1_000_000
 
 def samples() -> dict[str, object]:
     """One message of each type (plus a 1M-event EventArray), built from seeded data."""
-    from snn_fusion_ros.msg import AudioFrame, Classification, EventArray, SpikeTrain
-
     from snn_fusion_ros.codecs.layout import XYTP_DTYPE
+    from snn_fusion_ros.msg import AudioFrame, Classification, EventArray, SpikeTrain
     from snn_fusion_ros.ros.convert import ns_to_stamp, to_uint8_array
 
     rng = np.random.default_rng(1234)

@@ -66,18 +66,31 @@ def test_stale_modality_is_not_waited_for_and_is_readmitted():
     for m in ("audio", "dvs", "imu"):
         a.push(win(m, 0), 0)
     fused = []
-    for k in range(1, 6):  # dvs goes silent; audio and imu keep coming every 50 ms
-        t = k * 50 * MS
-        a.push(win("audio", k), t)
-        fused += a.push(win("imu", k), t)
-    # while dvs was still alive (< 100 ms) its window was waited for; after that it is dropped
-    assert fused[-1].modalities == ("audio", "imu")
-    assert a.alive(5 * 50 * MS) == ("audio", "imu")
-    t = 6 * 50 * MS  # dvs returns: fused again without a restart
-    a.push(win("dvs", 6), t)
-    a.push(win("audio", 6), t)
-    out = a.push(win("imu", 6), t)
+    for k in range(1, 6):  # dvs goes silent; audio and imu go on
+        fused += a.push(win("audio", k), k * MS)
+        fused += a.push(win("imu", k), k * MS)
+    # windows 1 and 2 waited for dvs until it fell 100 ms (sensor time) behind, then went without it
+    assert [f.stamp_ns for f in fused] == [(k + 1) * W for k in range(1, 6)]
+    assert all(f.modalities == ("audio", "imu") for f in fused)
+    assert a.expected() == ("audio", "imu")
+    a.push(win("dvs", 6), 10 * MS)  # dvs returns: waited for and fused again without a restart
+    assert a.expected() == ("audio", "dvs", "imu")
+    a.push(win("audio", 6), 10 * MS)
+    out = a.push(win("imu", 6), 10 * MS)
     assert out[-1].modalities == ("audio", "dvs", "imu") and out[-1].stamp_ns == 7 * W
+
+
+def test_pause_of_every_sensor_makes_nothing_stale():
+    a = Aligner(AlignerConfig(max_wait_ms=1e4, stale_timeout_ms=100))
+    for m in ("audio", "dvs", "imu"):
+        a.push(win(m, 0), 0)
+    t = 10_000 * MS  # ten seconds of silence everywhere (a paused bag), then the streams resume
+    assert a.push(win("audio", 1), t) == []
+    assert a.push(win("dvs", 1), t) == []
+    out = a.push(win("imu", 1), t)
+    assert out[0].modalities == ("audio", "dvs", "imu")
+    assert a.alive(t) == ("audio", "dvs", "imu")
+    assert a.alive(t + 200 * MS) == ()
 
 
 def test_missing_window_released_after_max_wait():

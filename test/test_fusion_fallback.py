@@ -118,7 +118,7 @@ def test_garbage_scores_are_detected(artifact, kind):
 
 
 def test_all_backends_failing_raises_with_every_reason(artifact):
-    with pytest.raises(BackendsExhausted, match="bad: step failed.*non-finite"):
+    with pytest.raises(BackendsExhausted, match=r"bad: step failed.*non-finite"):
         BackendChain(["bad"], artifact, factory=factory(bad=Garbage)).step(window(artifact))
 
 

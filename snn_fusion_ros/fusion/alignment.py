@@ -11,9 +11,13 @@ oldest pending stamp has waited ``max_wait_ms`` (wall time), or when the buffer 
 * the same modality twice for one pending stamp is ``duplicate_seq`` (the second is dropped);
 * a stamp more than ``reset_backwards_ms`` older than the last released one means the clock jumped
   back (a looping bag, a restarted sensor): the aligner resets and accepts it (``resets`` grows);
-* a modality is *alive* while its last window arrived within ``stale_timeout_ms`` (wall time), and
-  during the first ``stale_timeout_ms`` after start-up even before its first window; a stale
-  modality is not waited for, and is re-admitted by its next window.
+* a modality is *expected* (waited for) while its newest window lags the newest window of any
+  modality by at most ``stale_timeout_ms`` of sensor time (before its first window: while the
+  stream is younger than that). A modality that fell further behind is stale: it is not waited
+  for, and its next window re-admits it. Sensor time, not wall time, decides this, so a pause of
+  every sensor (or a paused bag) makes nothing stale, and replay at any rate behaves the same;
+* :meth:`Aligner.alive` reports, by wall time, which modalities delivered within
+  ``stale_timeout_ms`` (for diagnostics: nothing alive means nothing to classify).
 """
 
 from __future__ import annotations
@@ -36,8 +40,8 @@ class AlignerConfig:
     max_wait_ms: float = field(default=30.0, metadata=param(
         "longest wait for the other alive modalities once one delivered a window", "ms", 0.0, 10000.0, runtime=True))
     stale_timeout_ms: float = field(default=500.0, metadata=param(
-        "a modality with no window for this long is dropped from fusion until it returns", "ms", 1.0, 600000.0,
-        runtime=True))
+        "a modality this far behind the others (sensor time), or silent this long (wall time), is dropped from "
+        "fusion until it returns", "ms", 1.0, 600000.0, runtime=True))
     max_pending: int = field(default=64, metadata=param("pending stamps kept before the oldest is forced out", "",
                                                         1, 100000))
     reset_backwards_ms: float = field(default=1000.0, metadata=param(
@@ -83,19 +87,30 @@ class Aligner:
         self._pending: dict[int, _Pending] = {}
         self._last_seen_ns: dict[str, int] = {}
         self._last_released_stamp: int | None = None
-        self._start_ns: int | None = None
+        self._newest_stamp: dict[str, int] = {}
+        self._first_stamp: int | None = None
 
     def reset(self) -> None:
-        """Forget pending windows and the release watermark (liveness is kept)."""
+        """Forget pending windows, the release watermark and sensor-time progress."""
         self._pending.clear()
         self._last_released_stamp = None
+        self._newest_stamp.clear()
+        self._first_stamp = None
 
     def alive(self, now_ns: int) -> tuple[str, ...]:
-        """Modalities whose last window arrived within ``stale_timeout_ms`` of ``now_ns``."""
+        """Modalities whose last window arrived within ``stale_timeout_ms`` (wall time) of ``now_ns``."""
         limit = self.config.stale_timeout_ms * 1e6
-        starting = self._start_ns is not None and now_ns - self._start_ns <= limit
         return tuple(m for m in self.config.modalities
-                     if now_ns - self._last_seen_ns.get(m, self._start_ns if starting else -(1 << 62)) <= limit)
+                     if m in self._last_seen_ns and now_ns - self._last_seen_ns[m] <= limit)
+
+    def expected(self) -> tuple[str, ...]:
+        """Modalities waited for: not further behind the newest window than ``stale_timeout_ms`` (sensor time)."""
+        if self._first_stamp is None:
+            return self.config.modalities
+        head = max(self._newest_stamp.values())
+        limit = self.config.stale_timeout_ms * 1e6
+        return tuple(m for m in self.config.modalities
+                     if head - self._newest_stamp.get(m, self._first_stamp) <= limit)
 
     def seen(self) -> tuple[str, ...]:
         """Modalities that delivered at least one window."""
@@ -106,8 +121,6 @@ class Aligner:
         if window.modality not in self.config.modalities:
             raise InputRejected("unknown_modality",
                                 f"{window.modality!r} is not fused here (modalities: {self.config.modalities})")
-        if self._start_ns is None:
-            self._start_ns = now_ns
         last = self._last_released_stamp
         if last is not None and window.stamp_ns <= last:
             if last - window.stamp_ns > self.config.reset_backwards_ms * 1e6:
@@ -123,19 +136,22 @@ class Aligner:
             raise InputRejected("duplicate_seq", f"second {window.modality} window for stamp {window.stamp_ns} ns")
         pending.windows[window.modality] = window
         self._last_seen_ns[window.modality] = now_ns
+        if self._first_stamp is None:
+            self._first_stamp = window.stamp_ns
+        self._newest_stamp[window.modality] = max(window.stamp_ns, self._newest_stamp.get(window.modality, 0))
         return self.poll(now_ns)
 
     def poll(self, now_ns: int) -> list[FusedWindow]:
         """Release what is complete or has waited long enough; call periodically (timer)."""
         out: list[FusedWindow] = []
-        alive = set(self.alive(now_ns))
+        expected = set(self.expected())
         wait_ns = self.config.max_wait_ms * 1e6
         while self._pending:
             stamp = min(self._pending)
             p = self._pending[stamp]
-            complete = bool(alive) and alive <= set(p.windows)
-            # A later stamp complete for every alive modality means earlier stamps will not fill up.
-            overtaken = any(alive and alive <= set(q.windows) for s, q in self._pending.items() if s > stamp)
+            complete = expected <= set(p.windows)
+            # A later stamp complete for every expected modality means earlier stamps will not fill up.
+            overtaken = any(expected <= set(q.windows) for s, q in self._pending.items() if s > stamp)
             expired = now_ns - p.first_arrival_ns >= wait_ns
             overflow = len(self._pending) > self.config.max_pending
             if not (complete or overtaken or expired or overflow):

@@ -218,3 +218,19 @@ def classification_to_msg(*, stamp_ns: int, scores: np.ndarray, class_names: lis
     msg.model_version = model_version
     msg.seq = int(seq)
     return msg
+
+
+# --- sensor_msgs/Image (debug views) -----------------------------------------------------------
+
+def image_to_msg(img_bgr: np.ndarray, stamp_ns: int, frame_id: str = ""):
+    """A ``bgr8`` sensor_msgs/Image from an (H, W, 3) uint8 array."""
+    from sensor_msgs.msg import Image
+
+    img = np.ascontiguousarray(img_bgr, dtype=np.uint8)
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"expected an (H, W, 3) BGR image, got shape {img.shape}")
+    msg = Image(height=img.shape[0], width=img.shape[1], encoding="bgr8", is_bigendian=0, step=img.shape[1] * 3)
+    msg.header.stamp = ns_to_stamp(stamp_ns)
+    msg.header.frame_id = frame_id
+    msg.data = to_uint8_array(img)
+    return msg

@@ -1,0 +1,218 @@
+"""The fusion node over real DDS: alignment, degradation, fallback, parameters, diagnostics, checkpoints."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from conftest import spin_until
+
+pytestmark = pytest.mark.ros
+
+W = 50_000_000
+SIZES = {"audio": 8, "dvs": 16, "imu": 6}
+
+
+def make_node(ctx, model, **params):
+    from rclpy.parameter import Parameter
+
+    from snn_fusion_ros.ros.fusion_node import FusionNode
+
+    overrides = [Parameter("model_path", value=str(model))]
+    overrides += [Parameter(k, value=v) for k, v in params.items()]
+    return FusionNode(context=ctx, parameter_overrides=overrides)
+
+
+class Rig:
+    """Publishers of the three encoders' topics and a recorder of classifications and diagnostics."""
+
+    def __init__(self, ctx, executor, fusion):
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+
+        from snn_fusion_ros.msg import Classification, SpikeTrain
+        from snn_fusion_ros.ros.qos import results_qos, spikes_qos
+
+        self.node = rclpy.create_node("fusion_test_rig", context=ctx)
+        self.executor = executor
+        self.fusion = fusion
+        executor.add_node(self.node)
+        executor.add_node(fusion)
+        self.pubs = {m: self.node.create_publisher(SpikeTrain, f"{m}_encoder/spikes", spikes_qos()) for m in SIZES}
+        self.results = []
+        self.diags = []
+        self.node.create_subscription(Classification, "fusion/classification", self.results.append, results_qos())
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
+        spin_until(executor, lambda: all(p.get_subscription_count() for p in self.pubs.values()), 10)
+
+    def _on_diag(self, msg):
+        self.diags += [s for s in msg.status if s.name.startswith("fusion:")]
+
+    def send(self, modality, k, seed=0):
+        from snn_fusion_ros.ros.convert import spike_window_to_msg
+        from snn_fusion_ros.spikes import SpikeWindow
+
+        rng = np.random.default_rng(seed * 1000 + k)
+        w = SpikeWindow(modality, rng.random((10, SIZES[modality])) < 0.2, (k + 1) * W, 5_000_000, k)
+        self.pubs[modality].publish(spike_window_to_msg(w))
+
+    def wait_results(self, n, timeout=10.0):
+        return spin_until(self.executor, lambda: len(self.results) >= n, timeout)
+
+    def latest_diag(self):
+        self.fusion.updater.update()
+        spin_until(self.executor, lambda: False, 0.2)
+        return self.diags[-1]
+
+
+def level(status) -> int:
+    return status.level[0] if isinstance(status.level, bytes) else int(status.level)
+
+
+def test_aligned_windows_are_classified_in_order_with_sensor_stamps(rclpy_context, executor, ros_msgs, tiny_model):
+    rig = Rig(rclpy_context, executor, make_node(rclpy_context, tiny_model))
+    for k in range(5):
+        for m in ("imu", "audio", "dvs"):  # arrival order differs from modality order
+            rig.send(m, k)
+    assert rig.wait_results(5), f"got {len(rig.results)} classifications"
+    stamps = [r.header.stamp.sec * 10**9 + r.header.stamp.nanosec for r in rig.results]
+    assert stamps == [(k + 1) * W for k in range(5)]
+    r = rig.results[0]
+    assert list(r.modalities_used) == ["audio", "dvs", "imu"]
+    assert r.backend == "torch" and r.backend_device == "torch:cpu" and not r.fallback_active
+    assert len(r.scores) == 4 and abs(sum(r.scores) - 1) < 1e-4 and r.label == r.class_names[r.class_id]
+    assert r.model_version.startswith("tiny@")
+    assert [r.seq for r in rig.results] == list(range(5))
+
+
+def test_stale_modality_dropped_then_readmitted(rclpy_context, executor, ros_msgs, tiny_model):
+    fusion = make_node(rclpy_context, tiny_model, **{"alignment.stale_timeout_ms": 150.0})
+    rig = Rig(rclpy_context, executor, fusion)
+    k = 0
+    for _ in range(3):
+        for m in SIZES:
+            rig.send(m, k)
+        k += 1
+    assert rig.wait_results(3)
+    time.sleep(0.25)  # dvs goes quiet for longer than the stale timeout
+    for _ in range(3):
+        rig.send("audio", k)
+        rig.send("imu", k)
+        k += 1
+        spin_until(executor, lambda: False, 0.03)
+    assert rig.wait_results(6)
+    assert list(rig.results[-1].modalities_used) == ["audio", "imu"]
+    d = rig.latest_diag()
+    assert level(d) == 1 and "dvs" in d.message, d.message  # WARN naming the dropped modality
+    for m in SIZES:  # dvs is back
+        rig.send(m, k)
+    assert rig.wait_results(7)
+    assert list(rig.results[-1].modalities_used) == ["audio", "dvs", "imu"]
+
+
+def test_no_modality_alive_reports_stale_and_publishes_nothing(rclpy_context, executor, ros_msgs, tiny_model):
+    rig = Rig(rclpy_context, executor, make_node(rclpy_context, tiny_model))
+    spin_until(executor, lambda: False, 0.3)
+    assert rig.results == []
+    assert level(rig.latest_diag()) == 3
+
+
+def test_backend_raising_midstream_falls_back_within_one_window(rclpy_context, executor, ros_msgs, tiny_model):
+    from snn_fusion_ros.backends.registry import create_backend
+    from snn_fusion_ros.backends.torch_backend import TorchBackend
+    from snn_fusion_ros.fusion.fallback import BackendChain
+
+    class FaultInjectedBackend(TorchBackend):
+        def _step(self, inputs):
+            if self.steps >= 2:
+                raise RuntimeError("injected accelerator fault")
+            return super()._step(inputs)
+
+    fusion = make_node(rclpy_context, tiny_model)
+    fusion.chain = BackendChain(["faulty", "torch"], fusion.artifact, factory=lambda name, **o: (
+        FaultInjectedBackend() if name == "faulty" else create_backend(name, **o)))
+    rig = Rig(rclpy_context, executor, fusion)
+    for k in range(5):
+        for m in SIZES:
+            rig.send(m, k)
+    assert rig.wait_results(5), "a window was lost while falling back"
+    assert [r.backend for r in rig.results] == ["faulty"] * 2 + ["torch"] * 3
+    assert [r.fallback_active for r in rig.results] == [False] * 2 + [True] * 3
+    d = rig.latest_diag()
+    assert level(d) == 2 and "injected accelerator fault" in d.message
+    fusion.cfg = type(fusion.cfg)(**{**fusion.cfg.__dict__, "error_hold_s": 0.0})
+    d = rig.latest_diag()
+    assert level(d) == 1 and "fallback" in d.message
+
+
+def test_bad_windows_are_rejected_and_counted(rclpy_context, executor, ros_msgs, tiny_model):
+    from snn_fusion_ros.msg import SpikeTrain
+
+    rig = Rig(rclpy_context, executor, make_node(rclpy_context, tiny_model))
+    bad = SpikeTrain(modality="audio", num_neurons=8, num_steps=10, step_ns=5_000_000, encoding="dense_bits")
+    bad.data = [0, 1, 2]  # 3 bytes, 10 expected
+    rig.pubs["audio"].publish(bad)
+    wrong_size = SpikeTrain(modality="imu", num_neurons=99, num_steps=10, step_ns=5_000_000, encoding="sparse_u32")
+    rig.pubs["imu"].publish(wrong_size)
+    spin_until(executor, lambda: rig.fusion.rejections.total + rig.fusion.aligner.rejections.total >= 1, 5)
+    for k in range(2):
+        for m in SIZES:
+            rig.send(m, k)
+    rig.wait_results(2)
+    spin_until(executor, lambda: False, 0.1)
+    counts = rig.fusion.rejections.snapshot()
+    assert counts.get("bad_length") == 1, counts
+    assert counts.get("bad_shape") == 1, counts  # 99 imu neurons vs the model's 6
+    d = rig.latest_diag()
+    values = {kv.key: kv.value for kv in d.values}
+    assert values["rejected: bad_length"] == "1"
+
+
+def test_invalid_parameters_are_refused(rclpy_context, executor, ros_msgs, tiny_model):
+    from rclpy.parameter import Parameter
+
+    with pytest.raises(ValueError, match="backend"):
+        make_node(rclpy_context, tiny_model, backend="tpu")
+    with pytest.raises(ValueError, match="fallback_backends"):
+        make_node(rclpy_context, tiny_model, fallback_backends=["torch", "gpu9"])
+    with pytest.raises(FileNotFoundError):
+        make_node(rclpy_context, "/nonexistent/model")
+    node = make_node(rclpy_context, tiny_model)
+    ok = node.set_parameters([Parameter("min_confidence", value=0.5)])[0]
+    assert ok.successful and node.cfg.min_confidence == 0.5
+    too_big = node.set_parameters([Parameter("min_confidence", value=1.5)])[0]
+    assert not too_big.successful and node.cfg.min_confidence == 0.5
+    read_only = node.set_parameters([Parameter("backend", value="nir")])[0]
+    assert not read_only.successful
+    wait = node.set_parameters([Parameter("alignment.max_wait_ms", value=12.0)])[0]
+    assert wait.successful and node.aligner.config.max_wait_ms == 12.0
+    node.destroy_node()
+
+
+def test_stdp_checkpoint_saved_at_shutdown_and_restored(rclpy_context, executor, ros_msgs, tiny_model, tmp_path):
+    params = {"stdp.enabled": True, "stdp.learning_rate": 0.05, "checkpoint_dir": str(tmp_path)}
+    fusion = make_node(rclpy_context, tiny_model, **params)
+    assert "no valid checkpoint" in fusion.checkpoint_status
+    rig = Rig(rclpy_context, executor, fusion)
+    for k in range(20):
+        for m in SIZES:
+            rig.send(m, k, seed=1)
+    assert rig.wait_results(20)
+    learned = fusion.stdp.state_dict()["w_fuse"]
+    executor.remove_node(fusion)
+    fusion.on_shutdown()
+    fusion.destroy_node()
+    files = sorted(tmp_path.glob("stdp-*.safetensors"))
+    assert len(files) == 1
+    again = make_node(rclpy_context, tiny_model, **params)
+    assert again.checkpoint_status.startswith("restored stdp-00000001")
+    np.testing.assert_array_equal(again.stdp.state_dict()["w_fuse"], learned)
+    again.save_checkpoint()
+    newest = sorted(tmp_path.glob("stdp-*.safetensors"))[-1]
+    newest.write_bytes(newest.read_bytes()[:100])  # corrupt the newest: the previous one is used
+    third = make_node(rclpy_context, tiny_model, **params)
+    assert third.checkpoint_status.startswith("restored stdp-00000001")
+    assert "1 file(s) refused" in third.checkpoint_status
+    for n in (again, third):
+        n.destroy_node()
