@@ -50,6 +50,16 @@ class DvsEncoderNode(EncoderNode):
     def make_encoder(self, config: DvsEncoderConfig) -> DvsEncoder:
         return DvsEncoder(config)
 
+    def warm_up(self) -> None:
+        """Compile the numba kernels (decoder, filters) now, not on the first sensor packet."""
+        from snn_fusion_ros.codecs.evt3 import encode_evt3
+        from snn_fusion_ros.codecs.layout import empty_events
+
+        ev = empty_events(4)
+        ev["t"] = [0, 1000, 2000, 60_000_000]
+        Evt3Decoder().decode(encode_evt3(ev))
+        self.make_encoder(self.encoder_config).push(ev, 8, 8)
+
     def decode(self, msg) -> np.ndarray:
         """The packet's events as an EVENT_DTYPE array (sensor time in ns)."""
         payload = payload_view(msg.events)

@@ -62,6 +62,7 @@ class EncoderNode(Node):
         self.encoder_config = declare_config(self, "encoder", self.config_cls)
         self.input_type = self.resolve_input_type()
         self.encoder = self.make_encoder(self.encoder_config)
+        self.warm_up()
         self._node_binding = ConfigBinding(self, "", self.node_config, self._on_node_config)
         self._encoder_binding = ConfigBinding(self, "encoder", self.encoder_config, self._on_encoder_config)
 
@@ -99,6 +100,9 @@ class EncoderNode(Node):
     def encode_message(self, msg) -> list[SpikeWindow]:
         """Decode ``msg`` and push it into ``self.encoder``; raise InputRejected to refuse it."""
         raise NotImplementedError
+
+    def warm_up(self) -> None:
+        """Run the hot path once at start-up (JIT compilation) so the first message is not late."""
 
     def message_seq(self, msg) -> int | None:
         """The message's sequence number, or None where the type has none (sensor_msgs/Imu)."""

@@ -14,8 +14,11 @@ def run_node(factory: Callable[[], object], args: list[str] | None = None) -> in
     """
     import rclpy
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
 
-    rclpy.init(args=args if args is not None else sys.argv)
+    # SIGINT arrives as KeyboardInterrupt with the context still valid, so on_shutdown() can still
+    # publish (the encoders flush their last window) before rclpy shuts down.
+    rclpy.init(args=args if args is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
     node = None
     try:
         node = factory()
@@ -24,7 +27,7 @@ def run_node(factory: Callable[[], object], args: list[str] | None = None) -> in
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except ValueError as exc:
+    except (ValueError, FileNotFoundError) as exc:
         rclpy.logging.get_logger("snn_fusion_ros").fatal(f"refusing to start: {exc}")
         return 2
     finally:
