@@ -31,7 +31,7 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 export RMW_IMPLEMENTATION := rmw_fastrtps_cpp
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup venv build install-tree test lint unit pytest env demo bench clean distclean colcon
+.PHONY: setup venv build install-tree test lint unit pytest env docs demo bench clean distclean colcon
 
 setup: build
 
@@ -76,6 +76,10 @@ unit: install-tree
 # `make pytest PYTEST_ARGS="test/test_x.py -k y"`: tests without lint, in the same environment.
 pytest: install-tree
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Regenerate README's parameter and message tables from the code.
+docs: $(DEPS_OK)
+	$(PY) -m snn_fusion_ros.docgen --write README.md
 
 # Print the environment (eval "$$(make -s env)") to run the nodes or tools by hand.
 env:
