@@ -23,7 +23,9 @@ PYTEST_ARGS ?=
 # The ROS environment that `source install/setup.bash` would give, for wheel-installed ROS 2.
 export AMENT_PREFIX_PATH := $(INSTALL):$(VENV)
 export CMAKE_PREFIX_PATH := $(INSTALL):$(VENV)
-export PYTHONPATH := $(SITE)$(if $(PYTHONPATH),:$(PYTHONPATH))
+# The source tree first (edits take effect without reinstalling); snn_fusion_ros.msg is found in the
+# install tree through the package's extended __path__.
+export PYTHONPATH := $(ROOT):$(SITE)$(if $(PYTHONPATH),:$(PYTHONPATH))
 export LD_LIBRARY_PATH := $(INSTALL)/lib:$(VENV)/lib$(if $(LD_LIBRARY_PATH),:$(LD_LIBRARY_PATH))
 export PATH := $(VENV)/bin:$(PATH)
 # DDS never leaves this machine; tests give each run its own ROS_DOMAIN_ID on top of this.

@@ -7,9 +7,7 @@ no traffic leaves loopback.
 
 from __future__ import annotations
 
-import fcntl
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -21,31 +19,13 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED_EVENTS = REPO.parent / "shared" / "data" / "events"
 
-_domain_lock = None
-
-
-def _claim_domain_id() -> int:
-    """Lock a ROS_DOMAIN_ID in 1..100 for this test session (flock released at exit)."""
-    global _domain_lock
-    ids = list(range(1, 101))
-    random.Random(os.getpid()).shuffle(ids)
-    for domain in ids:
-        fh = open(f"/tmp/snn_fusion_ros_domain_{domain}.lock", "w")
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            fh.close()
-            continue
-        _domain_lock = fh
-        return domain
-    raise RuntimeError("no free ROS_DOMAIN_ID in 1..100 (100 concurrent test sessions?)")
-
-
 def pytest_configure(config: pytest.Config) -> None:
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     os.environ.pop("ROS_STATIC_PEERS", None)
     if "SNN_FUSION_TEST_DOMAIN_ID" not in os.environ:
-        os.environ["SNN_FUSION_TEST_DOMAIN_ID"] = str(_claim_domain_id())
+        from snn_fusion_ros.ros.domain import claim_domain_id
+
+        os.environ["SNN_FUSION_TEST_DOMAIN_ID"] = str(claim_domain_id())
     os.environ["ROS_DOMAIN_ID"] = os.environ["SNN_FUSION_TEST_DOMAIN_ID"]
 
 

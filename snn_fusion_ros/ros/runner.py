@@ -13,7 +13,7 @@ def run_node(factory: Callable[[], object], args: list[str] | None = None) -> in
     and the process exits with status 2 (nothing half-started).
     """
     import rclpy
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
 
     # SIGINT arrives as KeyboardInterrupt with the context still valid, so on_shutdown() can still
@@ -22,7 +22,7 @@ def run_node(factory: Callable[[], object], args: list[str] | None = None) -> in
     node = None
     try:
         node = factory()
-        executor = MultiThreadedExecutor(num_threads=2)
+        executor = SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
