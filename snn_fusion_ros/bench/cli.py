@@ -23,6 +23,7 @@ from pathlib import Path
 BENCHES: dict[str, str] = {
     "encoders": "snn_fusion_ros.bench.encoders",
     "backends": "snn_fusion_ros.bench.backends",
+    "transport": "snn_fusion_ros.bench.transport",
     "e2e": "snn_fusion_ros.bench.e2e",
 }
 
