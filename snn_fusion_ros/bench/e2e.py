@@ -16,9 +16,6 @@ messages of the pipeline's sizes over the same three hops (sensor -> encoder -> 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -27,28 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from snn_fusion_ros.bench.cli import Row
+from snn_fusion_ros.ros.pipeline import Pipeline
 
 TICK_NS = 10_000_000
 AUDIO_RATE = 16000
 IMU_PERIOD_NS = 5_000_000
-
-
-def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
-
-
-def _stop(procs: list[subprocess.Popen]) -> None:
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGINT)
-    deadline = time.monotonic() + 10
-    for p in procs:
-        try:
-            p.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait(timeout=5)
 
 
 def _bench_model(folder: Path) -> Path:
@@ -82,7 +62,7 @@ class _Player:
         self.pipeline = pipeline
         self.rng = np.random.default_rng(0)
         self.events_per_packet = events_per_packet
-        self.latencies_ms: list[float] = []
+        self.results: list[tuple[int, float]] = []  # (window stamp ns, latency ms)
         self._lock = threading.Lock()
         self.seq = 0
         if pipeline:
@@ -101,7 +81,7 @@ class _Player:
         now = time.time_ns()
         stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         with self._lock:
-            self.latencies_ms.append((now - stamp) / 1e6)
+            self.results.append((stamp, (now - stamp) / 1e6))
 
     def connected(self) -> bool:
         return all(p.get_subscription_count() > 0 for p in self.publishers)
@@ -140,12 +120,11 @@ class _Player:
         self.seq += 1
 
 
-def _run_phase(env: dict[str, str], procs_args: list[list[str]], pipeline: bool, seconds: float,
-               events_per_packet: int) -> np.ndarray:
+def _run_phase(procs: Pipeline, pipeline: bool, seconds: float, events_per_packet: int) -> np.ndarray:
+    """Play the sensors for ``seconds`` into the running ``procs``; returns latencies in ms."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
-    procs = [_start(a, env) for a in procs_args]
     ctx = rclpy.Context()
     rclpy.init(context=ctx)
     try:
@@ -157,17 +136,15 @@ def _run_phase(env: dict[str, str], procs_args: list[list[str]], pipeline: bool,
         spin.start()
         deadline = time.monotonic() + 60
         while not player.connected():
-            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
-                errs = "\n".join((p.stderr.read() if p.poll() is not None else "")[-2000:] for p in procs)
-                raise RuntimeError(f"pipeline did not come up within 60 s:\n{errs}")
+            if time.monotonic() > deadline or procs.dead():
+                logs = "\n".join(f"--- {n}\n{procs.log(n)[-2000:]}" for n in procs.procs)
+                raise RuntimeError(f"pipeline did not come up within 60 s (exited: {procs.dead()}):\n{logs}")
             time.sleep(0.05)
         time.sleep(1.0)  # discovery of the inner hops
-        warmup_ticks, ticks = 100, int(seconds * 1e9 / TICK_NS)
+        warmup_ticks, ticks = 200, int(seconds * 1e9 / TICK_NS)
         t_next = (time.time_ns() // TICK_NS + 1) * TICK_NS
-        for i in range(warmup_ticks + ticks):
-            if i == warmup_ticks:
-                with player._lock:
-                    player.latencies_ms.clear()
+        measured_from = t_next + warmup_ticks * TICK_NS  # windows ending after the 2 s warm-up count
+        for _ in range(warmup_ticks + ticks):
             delay = (t_next - time.time_ns()) / 1e9
             if delay > 0:
                 time.sleep(delay)
@@ -176,10 +153,10 @@ def _run_phase(env: dict[str, str], procs_args: list[list[str]], pipeline: bool,
         time.sleep(0.5)
         executor.shutdown(timeout_sec=1)
         with player._lock:
-            return np.array(player.latencies_ms)
+            return np.array([lat for stamp, lat in player.results if stamp > measured_from])
     finally:
         rclpy.shutdown(context=ctx)
-        _stop(procs)
+        procs.stop()
 
 
 def measure(args) -> dict:
@@ -191,21 +168,15 @@ def measure(args) -> dict:
     os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID")})
     with tempfile.TemporaryDirectory() as tmp:
         model = _bench_model(Path(tmp))
-        relay_args = [
-            ["-m", "snn_fusion_ros.bench.relay", "--name", "relay_enc", "--in-topic", "relay_in", "--out-topic",
-             "relay_mid", "--out-bytes", "640"],
-            ["-m", "snn_fusion_ros.bench.relay", "--name", "relay_fus", "--in-topic", "relay_mid", "--out-topic",
-             "relay_out", "--out-bytes", "200"],
-        ]
-        baseline = _run_phase(env, relay_args, False, seconds, events)
-        window = ["-p", "encoder.window_ms:=10.0", "-p", "encoder.step_ms:=1.0"]
-        node_args = [
-            ["-m", "snn_fusion_ros.ros.audio_encoder_node", "--ros-args", *window],
-            ["-m", "snn_fusion_ros.ros.dvs_encoder_node", "--ros-args", *window],
-            ["-m", "snn_fusion_ros.ros.imu_encoder_node", "--ros-args", *window],
-            ["-m", "snn_fusion_ros.ros.fusion_node", "--ros-args", "-p", f"model_path:={model}"],
-        ]
-        latencies = _run_phase(env, node_args, True, seconds, events)
+        relays = Pipeline(env)
+        relays.spawn("relay_enc", "snn_fusion_ros.bench.relay", "--name", "relay_enc", "--in-topic", "relay_in",
+                     "--out-topic", "relay_mid", "--out-bytes", "640")
+        relays.spawn("relay_fus", "snn_fusion_ros.bench.relay", "--name", "relay_fus", "--in-topic", "relay_mid",
+                     "--out-topic", "relay_out", "--out-bytes", "200")
+        baseline = _run_phase(relays, False, seconds, events)
+        nodes = Pipeline(env, encoder_params=["encoder.window_ms:=10.0", "encoder.step_ms:=1.0"],
+                         fusion_params=[f"model_path:={model}"]).start()
+        latencies = _run_phase(nodes, True, seconds, events)
     expected = int(seconds * 1e9 / TICK_NS)
     if latencies.size == 0:
         raise RuntimeError("the pipeline published no classification")
