@@ -1,0 +1,1 @@
+"""snn_fusion_ros.encoders."""
