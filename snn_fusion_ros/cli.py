@@ -15,6 +15,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("snn_fusion_ros.bench.cli", "run benchmarks (encoders, backends, e2e, all)"),
     "info": ("snn_fusion_ros.backends.cli", "list backends, whether they can run here and why not"),
+    "dataset": ("snn_fusion_ros.data.cli", "build / describe the fused digit data set (audio, emulated DVS, IMU)"),
 }
 
 

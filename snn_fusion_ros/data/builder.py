@@ -1,0 +1,259 @@
+"""Build the fused digit data set (audio + emulated DVS + IMU) into a reproducible npz/JSON cache.
+
+Layout under the cache directory (default :func:`default_cache`)::
+
+    sources/deb/<package>/...         unpacked Debian packages (Asterisk prompts)
+    sources/wheels/aeon-1.6.0-*.whl   downloaded wheel holding the UCR .ts files (not installed)
+    builds/<key>/{audio,dvs,imu}_{train,test}.npz, pairs_test.npz, manifest.json
+    latest.json                       {"build": "<key>"} of the last completed build
+
+``<key>`` is a hash of the :class:`BuildConfig` (seed included), so a build with the same
+parameters is found and skipped, part by part. Every random draw comes from
+``numpy.random.default_rng([seed, part, index])``: same seed -> byte-identical files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from snn_fusion_ros.codecs.layout import EVENT_DTYPE
+from snn_fusion_ros.data import audio as audio_mod
+from snn_fusion_ros.data import handwriting, imu
+from snn_fusion_ros.data.dvs_emulator import DvsEmulatorConfig, emulate_image
+from snn_fusion_ros.data.pairing import pair_samples
+from snn_fusion_ros.data.store import load_json, save_json, save_npz
+from snn_fusion_ros.params import param, validate_config
+from snn_fusion_ros.spikes import MODALITIES
+
+FORMAT_VERSION = 1
+SPLITS = ("train", "test")
+
+#: eSpeak NG base voices x variants per split (speakers are disjoint: no base voice and no variant
+#: is shared). Quick builds use the first two bases/variants of train and the first base and
+#: two variants of test.
+ESPEAK_BASES = {"train": ("en", "de", "en-us", "es", "it", "pl"), "test": ("fr", "en-gb-scotland", "nl")}
+ESPEAK_VARIANTS = {"train": ("m1", "f1", "m2", "f2", "m3", "f5"), "test": ("m4", "f3", "m5", "f4")}
+#: Real human speakers per split (Asterisk prompts).
+ASTERISK_SPLIT = {"train": ("allison",), "test": ("june",)}
+
+_PART_AUDIO, _PART_DVS, _PART_IMU, _PART_PAIRS = 1, 2, 3, 4
+
+
+def default_cache() -> Path:
+    """``$SNN_FUSION_DATA`` if set, else ``~/.cache/snn_fusion_ros/datasets``."""
+    env = os.environ.get("SNN_FUSION_DATA")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "snn_fusion_ros" / "datasets"
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Everything a build depends on (its hash names the build folder)."""
+
+    seed: int = field(default=0, metadata=param("seed of every random draw", "", 0, 2**32 - 1))
+    quick: bool = field(default=False, metadata=param("small build (few speakers, every 10th image)"))
+    duration_ms: float = field(default=1000.0, metadata=param("span of every fused sample", "ms", 50.0,
+                                                              10000.0))
+    sample_rate_hz: int = field(default=16000, metadata=param("audio sample rate", "Hz", 8000, 48000))
+    audio_reps_train: int = field(default=3, metadata=param("renditions per speaker and digit (train)",
+                                                            "", 1, 20))
+    audio_reps_test: int = field(default=2, metadata=param("renditions per speaker and digit (test)",
+                                                           "", 1, 20))
+    imu_rate_hz: float = field(default=imu.WIIMOTE_RATE_HZ, metadata=param("assumed Wiimote sample rate",
+                                                                           "Hz", 10.0, 1000.0))
+    dvs: DvsEmulatorConfig = field(default_factory=DvsEmulatorConfig)
+
+    def __post_init__(self) -> None:
+        validate_config(self)
+        if abs(self.dvs.duration_ms - self.duration_ms) > 1e-9:
+            raise ValueError(f"BuildConfig.dvs.duration_ms={self.dvs.duration_ms} must equal "
+                             f"duration_ms={self.duration_ms} (one time axis for all modalities)")
+
+    @classmethod
+    def create(cls, seed: int = 0, quick: bool = False, duration_ms: float = 1000.0, **dvs: Any
+               ) -> BuildConfig:
+        """Config with the DVS recording as long as the fused sample; ``dvs`` overrides emulator fields."""
+        return cls(seed=seed, quick=quick, duration_ms=duration_ms,
+                   dvs=DvsEmulatorConfig(duration_ms=duration_ms, **dvs))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> BuildConfig:
+        d = dict(d)
+        d["dvs"] = DvsEmulatorConfig(**d["dvs"])
+        return cls(**d)
+
+    @property
+    def key(self) -> str:
+        blob = json.dumps({"format": FORMAT_VERSION, **self.to_dict()}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def speakers(split: str, quick: bool) -> dict[str, list[str]]:
+    """{"asterisk": [...], "espeak": [voice+variant, ...]} of ``split``."""
+    if split not in SPLITS:
+        raise ValueError(f"split={split!r}; expected one of {list(SPLITS)}")
+    bases, variants = ESPEAK_BASES[split], ESPEAK_VARIANTS[split]
+    if quick:
+        bases, variants = bases[: 2 if split == "train" else 1], variants[:2]
+    return {"asterisk": list(ASTERISK_SPLIT[split]),
+            "espeak": [f"{b}+{v}" for b in bases for v in variants]}
+
+
+def _rng(seed: int, part: int, *index: int) -> np.random.Generator:
+    return np.random.default_rng([seed, part, *index])
+
+
+def _progress(it: Iterable[Any], desc: str, total: int, enabled: bool) -> Iterable[Any]:
+    if not enabled:
+        return it
+    from tqdm import tqdm
+
+    return tqdm(it, desc=desc, total=total, unit="sample", leave=False)
+
+
+def build_audio(cfg: BuildConfig, split: str, sources: Path, offline: bool, progress: bool
+                ) -> dict[str, np.ndarray]:
+    """Arrays of the audio part of ``split``: waveforms (N, S) float32, labels, speaker, source."""
+    spk = speakers(split, cfg.quick)
+    reps = cfg.audio_reps_train if split == "train" else cfg.audio_reps_test
+    if cfg.quick:
+        reps = 1
+    split_no = SPLITS.index(split)
+    raws: list[tuple[audio_mod.RawAudio, int]] = []  # (utterance, repetition)
+    for name in spk["asterisk"]:
+        for raw in audio_mod.load_asterisk(name, sources, offline=offline):
+            raws.extend((raw, r) for r in range(reps))
+    espeak_raw = audio_mod.load_espeak(spk["espeak"], reps, _rng(cfg.seed, _PART_AUDIO, split_no, 0))
+    raws.extend((raw, i % reps) for i, raw in enumerate(espeak_raw))
+    aug = _rng(cfg.seed, _PART_AUDIO, split_no, 1)
+    waves, labels, who, src = [], [], [], []
+    for raw, rep in _progress(raws, f"audio {split}", len(raws), progress):
+        # eSpeak renditions are varied at synthesis; the recorded prompts by speed and gain.
+        speed, gain = (1.0, 1.0)
+        draw = aug.uniform([0.9, 0.6], [1.1, 1.0])  # drawn for every sample: the stream stays aligned
+        if rep > 0:
+            speed, gain = (float(draw[0]), float(draw[1])) if raw.source.startswith("asterisk") \
+                else (1.0, float(draw[1]))
+        waves.append(audio_mod.place_audio(raw, cfg.sample_rate_hz, cfg.duration_ms, speed, gain))
+        labels.append(raw.label)
+        who.append(raw.speaker)
+        src.append(raw.source)
+    return {"waveforms": np.stack(waves).astype(np.float32), "labels": np.asarray(labels, np.int64),
+            "speaker": np.asarray(who, dtype="U64"), "source": np.asarray(src, dtype="U96"),
+            "sample_rate_hz": np.asarray(cfg.sample_rate_hz, np.int64)}
+
+
+def _emulate_one(job: tuple[np.ndarray, DvsEmulatorConfig, int, int]) -> np.ndarray:
+    image, dvs_cfg, seed, index = job
+    return emulate_image(image, dvs_cfg, _rng(seed, _PART_DVS, index))
+
+
+def build_dvs(cfg: BuildConfig, split: str, progress: bool, workers: int = 1) -> dict[str, np.ndarray]:
+    """Arrays of the DVS part: events (E,) EVENT_DTYPE concatenated, offsets (N+1,), labels, image_index.
+
+    Image i is emulated with ``default_rng([seed, 2, i])``, so the result does not depend on
+    ``workers`` (processes used).
+    """
+    images, labels = handwriting.load_handwritten()
+    idx = handwriting.split_indices(split, cfg.quick)
+    jobs = [(images[i], cfg.dvs, cfg.seed, int(i)) for i in idx]
+    chunks, offsets = [], [0]
+    if workers > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            results = list(_progress(pool.map(_emulate_one, jobs, chunksize=16), f"dvs {split}",
+                                     len(jobs), progress))
+    else:
+        results = [_emulate_one(j) for j in _progress(jobs, f"dvs {split}", len(jobs), progress)]
+    for ev in results:
+        chunks.append(ev)
+        offsets.append(offsets[-1] + len(ev))
+    events = np.concatenate(chunks) if chunks else np.zeros(0, EVENT_DTYPE)
+    return {"events": events, "offsets": np.asarray(offsets, np.int64), "labels": labels[idx],
+            "image_index": idx.astype(np.int64),
+            "sensor_size": np.asarray([cfg.dvs.width_px, cfg.dvs.height_px], np.int64)}
+
+
+def build_imu(cfg: BuildConfig, split: str, sources: Path, offline: bool) -> dict[str, np.ndarray]:
+    """Arrays of the IMU part: stamps_ns (n,), accel (N, n, 3) m/s^2, labels, series_index."""
+    ts = imu.load_aeon_dataset("PickupGestureWiimoteZ", split, sources, offline=offline)
+    keep = np.arange(len(ts.series))
+    if cfg.quick:
+        keep = keep[::2]
+    accel, stamps = [], np.zeros(0, np.int64)
+    for i in keep:
+        stamps, a = imu.wiimote_to_imu(ts.series[i], cfg.duration_ms, cfg.imu_rate_hz)
+        accel.append(a)
+    return {"stamps_ns": stamps, "accel": np.stack(accel), "labels": ts.labels[keep],
+            "series_index": keep.astype(np.int64)}
+
+
+def build(cfg: BuildConfig, cache: Path | None = None, sources: Path | None = None, offline: bool = False,
+          progress: bool = False, workers: int | None = None) -> Path:
+    """Build (or find) the data set of ``cfg``; returns its folder ``<cache>/builds/<key>``.
+
+    Parameters
+    ----------
+    cache: cache root (default :func:`default_cache`).
+    sources: where fetched packages live (default ``<cache>``; its ``sources/`` subfolder is used).
+    offline: never fetch; a source not in the cache raises ``SourceUnavailable``.
+    progress: show tqdm progress bars on stderr.
+    workers: processes for the DVS emulator (default: the CPU count); results do not depend on it.
+    """
+    workers = workers if workers is not None else (os.cpu_count() or 1)
+    cache = Path(cache) if cache is not None else default_cache()
+    sources = Path(sources) if sources is not None else cache
+    out = cache / "builds" / cfg.key
+    manifest_path = out / "manifest.json"
+    if manifest_path.is_file():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    for split in SPLITS:
+        target = out / f"audio_{split}.npz"
+        if not target.is_file():
+            save_npz(target, build_audio(cfg, split, sources, offline, progress))
+        target = out / f"imu_{split}.npz"
+        if not target.is_file():
+            save_npz(target, build_imu(cfg, split, sources, offline))
+        target = out / f"dvs_{split}.npz"
+        if not target.is_file():
+            save_npz(target, build_dvs(cfg, split, progress, workers))
+    from snn_fusion_ros.data.dataset import read_labels
+
+    test_labels = read_labels(out, "test")
+    pairs = pair_samples(test_labels, _rng(cfg.seed, _PART_PAIRS))
+    save_npz(out / "pairs_test.npz", {"index": pairs.index, "labels": pairs.labels,
+                                       "modalities": np.asarray(MODALITIES, dtype="U8")})
+    files = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.glob("*.npz"))}
+    save_json(manifest_path, {"format": FORMAT_VERSION, "key": cfg.key, "config": cfg.to_dict(),
+                              "speakers": {s: speakers(s, cfg.quick) for s in SPLITS}, "files": files})
+    save_json(cache / "latest.json", {"build": cfg.key})
+    return out
+
+
+def find_build(cache: Path | None = None, key: str | None = None) -> Path:
+    """Folder of build ``key`` (default: the latest completed build) under ``cache``."""
+    cache = Path(cache) if cache is not None else default_cache()
+    if key is None:
+        latest = cache / "latest.json"
+        if not latest.is_file():
+            raise FileNotFoundError(f"no data set built under {cache}: run `snn-fusion dataset build "
+                                    f"--cache {cache}`")
+        key = str(load_json(latest)["build"])
+    out = cache / "builds" / key
+    if not (out / "manifest.json").is_file():
+        raise FileNotFoundError(f"build {key!r} under {cache} is missing or incomplete "
+                                f"(no {out / 'manifest.json'}); rebuild with `snn-fusion dataset build`")
+    return out

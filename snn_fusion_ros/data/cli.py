@@ -1,0 +1,59 @@
+"""``snn-fusion dataset build|info``: build the fused digit data set into the cache, or describe it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from snn_fusion_ros.data.sources import SourceUnavailable
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    b = sub.add_parser("build", help="fetch the sources and build the data set (skips what is cached)")
+    i = sub.add_parser("info", help="counts per split / modality / class and speakers per split")
+    for p in (b, i):
+        p.add_argument("--cache", type=Path, default=None,
+                       help="cache folder (default $SNN_FUSION_DATA or ~/.cache/snn_fusion_ros/datasets)")
+    b.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
+    b.add_argument("--quick", action="store_true", help="small build: few speakers, every 10th image")
+    b.add_argument("--duration-ms", type=float, default=1000.0, help="span of each fused sample (ms)")
+    b.add_argument("--offline", action="store_true", help="never fetch; fail if a source is not cached")
+    b.add_argument("--no-progress", action="store_true", help="no progress bars")
+    b.add_argument("--workers", type=int, default=None, help="processes for the DVS emulator (default: CPUs)")
+    i.add_argument("--build", default=None, help="build key (default: the latest build)")
+    i.add_argument("--json", action="store_true", help="print JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from snn_fusion_ros.data.builder import BuildConfig, build, default_cache
+    from snn_fusion_ros.data.dataset import dataset_info
+
+    cache = args.cache if args.cache is not None else default_cache()
+    if args.action == "build":
+        cfg = BuildConfig.create(seed=args.seed, quick=args.quick, duration_ms=args.duration_ms)
+        try:
+            out = build(cfg, cache=cache, offline=args.offline,
+                        progress=not args.no_progress and sys.stderr.isatty(), workers=args.workers)
+        except SourceUnavailable as exc:
+            sys.stderr.write(f"snn-fusion dataset build: {exc}\n")
+            return 1
+        sys.stdout.write(f"built {out}\n")
+        return 0
+    try:
+        info = dataset_info(cache, args.build)
+    except FileNotFoundError as exc:
+        sys.stderr.write(f"snn-fusion dataset info: {exc}\n")
+        return 1
+    if args.json:
+        sys.stdout.write(json.dumps(info, indent=1, sort_keys=True) + "\n")
+        return 0
+    sys.stdout.write(f"build {info['build']} at {info['path']}\n")
+    for split, entry in info["splits"].items():
+        counts = ", ".join(f"{m} {entry[m]['total']}" for m in ("audio", "dvs", "imu"))
+        fused = f", fused {entry['fused']}" if "fused" in entry else ""
+        sys.stdout.write(f"{split}: {counts}{fused}; {len(entry['speakers'])} speakers: "
+                         f"{', '.join(entry['speakers'])}\n")
+    return 0

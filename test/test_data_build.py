@@ -1,0 +1,169 @@
+"""Build tests: determinism, caching, split disjointness, fused samples and `snn-fusion dataset`.
+
+The sources (Debian Asterisk packages, the aeon wheel) are fetched once into the default cache
+(``$SNN_FUSION_DATA`` or ~/.cache/snn_fusion_ros/datasets) and reused; builds go to tmp dirs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+
+from snn_fusion_ros.data import builder, cli
+from snn_fusion_ros.data.dataset import load_split
+from snn_fusion_ros.data.store import load_json, load_npz
+
+pytestmark = pytest.mark.unit
+
+pytest.importorskip("espeakng_loader", reason="espeakng-loader not installed")
+
+DURATION_MS = 300.0
+
+
+def _cfg(seed: int = 7) -> builder.BuildConfig:
+    return builder.BuildConfig.create(seed=seed, quick=True, duration_ms=DURATION_MS)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("data_a")
+    return cache, builder.build(_cfg(), cache=cache, sources=builder.default_cache(), workers=2)
+
+
+def test_same_seed_gives_byte_identical_files(built, tmp_path):
+    # the second build also runs the DVS emulator in one process instead of two
+    _, out_a = built
+    out_b = builder.build(_cfg(), cache=tmp_path, sources=builder.default_cache(), workers=1)
+    names = sorted(p.name for p in out_a.iterdir())
+    assert names == sorted(p.name for p in out_b.iterdir())
+    assert "manifest.json" in names and "pairs_test.npz" in names
+    for name in names:
+        assert (out_a / name).read_bytes() == (out_b / name).read_bytes(), f"{name} differs between builds"
+
+
+def test_different_seed_gives_different_data(built, tmp_path):
+    _, out_a = built
+    out_c = builder.build(_cfg(seed=8), cache=tmp_path, sources=builder.default_cache(), workers=1)
+    assert out_c.name != out_a.name
+    # (quick builds have one unaugmented rendition per voice, so their audio does not depend on the seed)
+    for name in ("dvs_train.npz", "dvs_test.npz", "pairs_test.npz"):
+        assert (out_a / name).read_bytes() != (out_c / name).read_bytes(), f"{name} ignores the seed"
+
+
+def test_second_build_is_skipped(built):
+    cache, out = built
+    stamp = (out / "dvs_train.npz").stat().st_mtime_ns
+    assert builder.build(_cfg(), cache=cache, sources=builder.default_cache()) == out
+    assert (out / "dvs_train.npz").stat().st_mtime_ns == stamp, "cached part was rebuilt"
+
+
+def test_partial_build_rebuilds_only_missing_parts(built, tmp_path):
+    _, out = built
+    target = tmp_path / "builds" / out.name
+    target.mkdir(parents=True)
+    (target / "dvs_train.npz").write_bytes((out / "dvs_train.npz").read_bytes())
+    stamp = (target / "dvs_train.npz").stat().st_mtime_ns
+    builder.build(_cfg(), cache=tmp_path, sources=builder.default_cache(), workers=1)
+    assert (target / "dvs_train.npz").stat().st_mtime_ns == stamp
+    assert (target / "manifest.json").read_bytes() == (out / "manifest.json").read_bytes()
+
+
+def test_splits_are_disjoint(built):
+    _, out = built
+    manifest = load_json(out / "manifest.json")
+    tr, te = (set(load_npz(out / f"audio_{s}.npz")["speaker"].tolist()) for s in ("train", "test"))
+    assert tr and te and not tr & te, f"speakers in both splits: {tr & te}"
+    assert "june" in te and "allison" in tr, "real voices: Allison trains, June tests"
+    assert set(manifest["speakers"]["test"]["espeak"]) == {s[len("espeak:"):] for s in te - {"june"}}
+    d_tr, d_te = (load_npz(out / f"dvs_{s}.npz")["image_index"] for s in ("train", "test"))
+    assert not set(d_tr.tolist()) & set(d_te.tolist()), "handwritten images in both splits"
+    i_tr, i_te = (load_npz(out / f"imu_{s}.npz")["accel"] for s in ("train", "test"))
+    for a in i_te:
+        assert not any(np.array_equal(a, b) for b in i_tr), "an IMU series appears in both splits"
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_fused_samples_share_class_and_time_axis(built, split):
+    cache, _ = built
+    ds = load_split(split, cache=cache)
+    assert len(ds) > 0 and ds.duration_ns == int(DURATION_MS * 1e6)
+    for m, labels in ds.modality_labels().items():
+        col = ds.pairs.index[:, ("audio", "dvs", "imu").index(m)]
+        np.testing.assert_array_equal(labels[col], ds.labels, err_msg=f"{m} label != fused label")
+    for i in range(0, len(ds), max(1, len(ds) // 7)):
+        s = ds[i]
+        assert s.audio.shape == (int(DURATION_MS * 1e-3 * s.sample_rate_hz),)
+        assert len(s.events) > 0 and s.events["t"].min() >= 0 and s.events["t"].max() <= ds.duration_ns
+        assert s.events["x"].max() < s.sensor_size[0] and s.events["y"].max() < s.sensor_size[1]
+        assert s.imu_stamps_ns[0] == 0 and s.imu_stamps_ns[-1] < ds.duration_ns
+        assert s.accel.shape == (len(s.imu_stamps_ns), 3) and np.all(np.isfinite(s.accel))
+        assert np.abs(s.audio).max() > 0.05, "audio sample is silent"
+
+
+def test_train_pairing_is_redrawn_per_epoch_test_pairing_is_fixed(built):
+    cache, _ = built
+    train = load_split("train", cache=cache)
+    again = train.repaired(np.random.default_rng(123))
+    assert not np.array_equal(train.pairs.index, again.pairs.index)
+    np.testing.assert_array_equal(np.sort(train.labels), np.sort(again.labels))
+    a, b = load_split("test", cache=cache), load_split("test", cache=cache)
+    np.testing.assert_array_equal(a.pairs.index, b.pairs.index)
+
+
+def test_cli_info_json_counts(built, capsys):
+    cache, _ = built
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    assert cli.run(parser.parse_args(["info", "--cache", str(cache), "--json"])) == 0
+    info = json.loads(capsys.readouterr().out)
+    for split in ("train", "test"):
+        entry = info["splits"][split]
+        for m in ("audio", "dvs", "imu"):
+            assert entry[m]["total"] == sum(entry[m]["per_class"].values()) > 0
+            assert set(entry[m]["per_class"]) == {str(k) for k in range(10)}, f"{split}/{m} lacks a class"
+        assert entry["speakers"]
+    assert info["splits"]["test"]["fused"] >= info["splits"]["test"]["audio"]["total"]
+
+
+def test_cli_build_offline_empty_cache_fails_with_message(tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    rc = cli.run(parser.parse_args(["build", "--cache", str(tmp_path), "--quick", "--offline"]))
+    assert rc == 1
+    assert "asterisk-core-sounds-en-wav" in capsys.readouterr().err
+
+
+def test_dataset_command_through_the_entry_point(built, capsys, monkeypatch):
+    from snn_fusion_ros import cli as top
+
+    cache, out = built
+    monkeypatch.setitem(top.COMMANDS, "dataset", ("snn_fusion_ros.data.cli", "data set"))
+    assert top.main(["dataset", "info", "--cache", str(cache), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["build"] == out.name
+    # the same build is already in the cache: found and skipped even offline, with no source there
+    assert top.main(["dataset", "build", "--cache", str(cache), "--seed", "7", "--quick",
+                     "--duration-ms", str(DURATION_MS), "--offline", "--no-progress"]) == 0
+    assert capsys.readouterr().out.strip() == f"built {out}"
+    assert top.main(["dataset", "build", "--cache", str(cache), "--seed", "99", "--quick",
+                     "--offline", "--no-progress"]) == 1, "a new build needs the sources: offline must fail"
+    assert "asterisk-core-sounds-en-wav" in capsys.readouterr().err
+
+
+def test_aeon_wheel_series_parse_and_convert():
+    from snn_fusion_ros.data import imu
+
+    sources = builder.default_cache()
+    bm = imu.load_aeon_dataset("BasicMotions", "train", sources)
+    assert len(bm.series) == 40 and len(bm.classes) == 4 and bm.series[0].shape == (6, 100)
+    stamps, accel, gyro = imu.basic_motions_to_imu(bm.series[0])
+    assert stamps[1] == 100_000_000 and accel.shape == gyro.shape == (100, 3)
+    for split in ("train", "test"):
+        pg = imu.load_aeon_dataset("PickupGestureWiimoteZ", split, sources)
+        assert len(pg.series) == 50 and np.bincount(pg.labels).tolist() == [5] * 10
+        lengths = [s.shape[1] for s in pg.series]
+        assert min(lengths) >= 29 and max(lengths) <= 361
+        rest = np.median([np.median(s) for s in pg.series])
+        assert 0.7 < rest < 1.1, f"values should be in g (about 1 at rest), median {rest}"

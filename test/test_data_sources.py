@@ -1,0 +1,172 @@
+"""Unit tests of the data sources, pairing and splits (no build; fast)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from snn_fusion_ros.data import builder, handwriting, imu
+from snn_fusion_ros.data.audio import RawAudio, place_audio, read_wav, speech_centre
+from snn_fusion_ros.data.pairing import pair_samples
+from snn_fusion_ros.data.sources import SourceUnavailable, fetch_debian_package, fetch_wheel
+from snn_fusion_ros.data.store import load_npz, save_npz
+from snn_fusion_ros.spikes import MODALITIES
+
+pytestmark = pytest.mark.unit
+
+TS_TEXT = """# comment
+@problemName Toy
+@univariate true
+@equalLength false
+@classLabel true 1 2 3
+@data
+1.0,1.0,2.0,1.0:1
+0.5,0.5,NaN,NaN:3
+1.0,2.0,3.0:2
+"""
+
+
+def test_parse_ts_strips_nan_padding_and_maps_labels():
+    ts = imu.parse_ts(TS_TEXT)
+    assert ts.classes == ("1", "2", "3")
+    np.testing.assert_array_equal(ts.labels, [0, 2, 1])
+    assert [s.shape for s in ts.series] == [(1, 4), (1, 2), (1, 3)]
+
+
+@pytest.mark.parametrize("bad", ["@classLabel true 1\n@data\n1,2:7\n", "@classLabel true 1\n1,2:1\n",
+                                 "@classLabel true 1\n@data\n1,NaN,2:1\n"])
+def test_parse_ts_rejects_malformed(bad):
+    with pytest.raises(ValueError):
+        imu.parse_ts(bad)
+
+
+def test_wiimote_to_imu_units_length_and_centring():
+    z = np.ones(300)
+    z[200:220] = 2.0  # the gesture, at rest (1 g) elsewhere
+    stamps, accel = imu.wiimote_to_imu(z[None, :], duration_ms=1000.0, rate_hz=100.0)
+    assert stamps.dtype == np.int64 and len(stamps) == 100 and stamps[0] == 0
+    assert stamps[-1] == 990_000_000
+    assert accel.shape == (100, 3) and accel.dtype == np.float32
+    np.testing.assert_allclose(accel[:, :2], 0.0)
+    assert np.isclose(accel[:, 2].min(), imu.STANDARD_GRAVITY), "1 g -> 9.80665 m/s^2"
+    peak = np.nonzero(accel[:, 2] > 1.5 * imu.STANDARD_GRAVITY)[0]
+    assert 40 <= peak.mean() <= 60, "the motion must be centred in the window"
+    _, short = imu.wiimote_to_imu(np.array([[1.0, 3.0, 1.5]]), 1000.0, 100.0)
+    assert short.shape == (100, 3) and short[0, 2] == pytest.approx(9.80665) and short[-1, 2] == pytest.approx(
+        1.5 * 9.80665), "short series are padded with their edge values"
+
+
+def test_pairing_matches_labels_and_uses_every_sample():
+    rng = np.random.default_rng(0)
+    labels = {"audio": np.repeat(np.arange(10), 7), "dvs": np.repeat(np.arange(10), 3),
+              "imu": rng.permutation(np.repeat(np.arange(10), 5))}
+    p = pair_samples(labels, np.random.default_rng(1))
+    assert len(p) == 70
+    for m, col in zip(MODALITIES, p.index.T, strict=True):
+        np.testing.assert_array_equal(labels[m][col], p.labels, err_msg=f"{m} paired with a wrong class")
+        assert set(col.tolist()) == set(range(len(labels[m]))), f"some {m} sample never used"
+    q = pair_samples(labels, np.random.default_rng(1))
+    r = pair_samples(labels, np.random.default_rng(2))
+    np.testing.assert_array_equal(p.index, q.index)
+    assert not np.array_equal(p.index, r.index), "another generator must give another pairing"
+
+
+def test_pairing_refuses_a_class_missing_in_a_modality():
+    labels = {"audio": np.array([0, 1]), "dvs": np.array([0, 1]), "imu": np.array([0, 0])}
+    with pytest.raises(ValueError, match="class 1"):
+        pair_samples(labels, np.random.default_rng(0))
+
+
+def test_place_audio_centres_speech_and_sets_length():
+    x = np.zeros(4000, dtype=np.float32)
+    x[500:1300] = np.sin(np.arange(800) * 0.3)  # 0.1 s burst early in a 0.5 s recording at 8 kHz
+    out = place_audio(RawAudio(x, 8000, 3, "s", "t"), 16000, 1000.0)
+    assert out.shape == (16000,) and out.dtype == np.float32
+    assert abs(speech_centre(out, 16000) - 8000) < 400, "speech must be centred in the window"
+    assert np.abs(out).max() == pytest.approx(0.5, rel=0.05)
+    longer = place_audio(RawAudio(np.tile(x, 8), 8000, 3, "s", "t"), 16000, 1000.0)
+    assert longer.shape == (16000,), "a longer utterance is cropped to the window"
+
+
+def test_read_wav_roundtrip(tmp_path):
+    import wave
+
+    pcm = (np.sin(np.arange(800) * 0.1) * 10000).astype("<i2")
+    with wave.open(str(tmp_path / "a.wav"), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(pcm.tobytes())
+    x, rate = read_wav(tmp_path / "a.wav")
+    assert rate == 8000
+    np.testing.assert_allclose(x, pcm / 32768.0)
+
+
+def test_handwriting_split_is_disjoint_with_guard_block():
+    tr, te = handwriting.split_indices("train"), handwriting.split_indices("test")
+    assert not set(tr) & set(te)
+    assert te.min() - tr.max() > 1797 // 13, "the guard block must exceed one writer's share"
+    with pytest.raises(ValueError, match="split"):
+        handwriting.split_indices("val")
+
+
+@pytest.mark.parametrize("quick", [False, True])
+def test_speakers_disjoint_and_test_has_a_human_voice(quick):
+    tr, te = builder.speakers("train", quick), builder.speakers("test", quick)
+    assert not set(tr["asterisk"]) & set(te["asterisk"])
+    assert not set(tr["espeak"]) & set(te["espeak"])
+    bases = [{v.split("+")[0] for v in s["espeak"]} for s in (tr, te)]
+    variants = [{v.split("+")[1] for v in s["espeak"]} for s in (tr, te)]
+    assert not bases[0] & bases[1] and not variants[0] & variants[1], "no voice or variant shared"
+    assert te["asterisk"], "the test split must hold a real human speaker"
+
+
+def test_missing_source_raises_naming_the_package(tmp_path, monkeypatch):
+    with pytest.raises(SourceUnavailable, match="asterisk-core-sounds-fr-wav"):
+        fetch_debian_package("asterisk-core-sounds-fr-wav", tmp_path, offline=True)
+    with pytest.raises(SourceUnavailable, match=r"aeon==1\.6\.0"):
+        fetch_wheel("aeon", "1.6.0", tmp_path, offline=True)
+    monkeypatch.setattr("shutil.which", lambda _name: None)
+    with pytest.raises(SourceUnavailable, match=r"apt-get.*not found"):
+        fetch_debian_package("asterisk-core-sounds-fr-wav", tmp_path)
+
+
+def test_build_into_empty_dir_offline_fails_clearly(tmp_path):
+    cfg = builder.BuildConfig.create(seed=0, quick=True)
+    with pytest.raises(SourceUnavailable, match="asterisk-core-sounds-en-wav"):
+        builder.build(cfg, cache=tmp_path, offline=True)
+    with pytest.raises(FileNotFoundError, match="snn-fusion dataset build"):
+        builder.find_build(tmp_path)
+
+
+def test_build_config_key_depends_on_every_parameter():
+    a = builder.BuildConfig.create(seed=0)
+    assert a.key == builder.BuildConfig.create(seed=0).key
+    assert a.key != builder.BuildConfig.create(seed=1).key
+    assert a.key != builder.BuildConfig.create(seed=0, threshold=0.3).key
+    assert builder.BuildConfig.from_dict(a.to_dict()) == a
+    with pytest.raises(ValueError, match="duration_ms"):
+        builder.BuildConfig(duration_ms=500.0)
+
+
+def test_save_npz_is_byte_reproducible_and_pickle_free(tmp_path):
+    arrays = {"s": np.asarray(3), "b": np.arange(5), "a": np.array(["x", "yz"]), "e": np.zeros(3, dtype=[("t", "<i8")])}
+    save_npz(tmp_path / "1.npz", arrays)
+    save_npz(tmp_path / "2.npz", arrays)
+    assert (tmp_path / "1.npz").read_bytes() == (tmp_path / "2.npz").read_bytes()
+    back = load_npz(tmp_path / "1.npz")
+    assert back["s"].shape == () and back["a"].tolist() == ["x", "yz"] and back["e"].dtype == arrays["e"].dtype
+    with pytest.raises(ValueError, match="object"):
+        save_npz(tmp_path / "3.npz", {"o": np.array([None, 1], dtype=object)})
+
+
+def test_espeak_synthesis_is_reproducible():
+    pytest.importorskip("espeakng_loader", reason="espeakng-loader not installed")
+    from snn_fusion_ros.data.espeak import Utterance, synthesize
+
+    reqs = [Utterance("de+f2", "seven", 160, 40), Utterance("en+m1", "one"), Utterance("fr+m4", "two")]
+    a, b = synthesize(reqs), synthesize(reqs)
+    assert all(len(x) > 2000 for x in a), "each word should last > 0.1 s"
+    assert all(x.tobytes() == y.tobytes() for x, y in zip(a, b, strict=True)), "eSpeak output must be reproducible"
+    with pytest.raises(SourceUnavailable, match="unknown eSpeak voice"):
+        synthesize([Utterance("no-such-voice", "one")])
