@@ -1,0 +1,175 @@
+"""Model artifact: a directory with ``weights.safetensors`` and ``model.json``.
+
+``model.json`` (UTF-8 JSON object):
+
+``format_version`` (int, :data:`FORMAT_VERSION`), ``name``, ``class_names`` (list of str, one per
+class), ``network_config`` (the :class:`FusionNetConfig` fields), ``encoder_config`` (the encoder
+settings the model was trained with, free-form dict), ``input_neurons`` (``{modality: N_m}``),
+``created_by`` (command line), ``weights_file``, ``weights_sha256`` (hex digest of the weights
+file), ``tensors`` (``{name: shape}``), ``extra`` (free-form dict).
+
+Loading never unpickles (safetensors only) and refuses, with :class:`ArtifactError`, a weights file
+whose checksum differs, an unknown format version, or metadata inconsistent with the tensors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from snn_fusion_ros.params import config_from_mapping
+from snn_fusion_ros.snn.config import FusionNetConfig
+from snn_fusion_ros.snn.network import FusionNet
+
+FORMAT_VERSION = 1
+METADATA_FILE = "model.json"
+WEIGHTS_FILE = "weights.safetensors"
+_REQUIRED = ("format_version", "name", "class_names", "network_config", "encoder_config", "input_neurons",
+             "created_by", "weights_file", "weights_sha256", "tensors")
+
+
+class ArtifactError(ValueError):
+    """A model artifact is missing, corrupt, tampered with or inconsistent."""
+
+
+@dataclass(frozen=True)
+class ModelArtifact:
+    """A loaded, verified model artifact.
+
+    Attributes
+    ----------
+    path: the artifact directory.
+    config: the network configuration.
+    tensors: named float32 weight tensors (see :meth:`FusionNet.artifact_tensors`).
+    metadata: the parsed ``model.json``.
+    version: ``"<name>@<sha256 of weights, first 12 hex digits>"``.
+    """
+
+    path: Path
+    config: FusionNetConfig
+    tensors: dict[str, torch.Tensor]
+    metadata: dict[str, Any]
+    version: str
+    class_names: tuple[str, ...] = field(default=())
+
+    @property
+    def encoder_config(self) -> dict[str, Any]:
+        return dict(self.metadata.get("encoder_config", {}))
+
+    def build_model(self) -> FusionNet:
+        """A fresh :class:`FusionNet` (eval mode) holding these weights."""
+        model = FusionNet(self.config)
+        model.load_artifact_tensors(self.tensors)
+        model.eval()
+        return model
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_artifact(path: str | Path, model: FusionNet, class_names: list[str] | tuple[str, ...],
+                  encoder_config: dict[str, Any], extra: dict[str, Any] | None = None,
+                  name: str | None = None, created_by: str | None = None) -> Path:
+    """Write ``model`` to the directory ``path`` (created; existing files replaced); returns ``path``.
+
+    ``class_names`` must have ``num_classes`` distinct entries; ``encoder_config`` and ``extra`` must be
+    JSON-serialisable.
+    """
+    from safetensors.torch import save_file
+
+    out = Path(path)
+    cfg = model.config
+    names = [str(c) for c in class_names]
+    if len(names) != cfg.num_classes or len(set(names)) != len(names):
+        raise ArtifactError(f"class_names {names} must be {cfg.num_classes} distinct names (num_classes)")
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = model.artifact_tensors()
+    weights = out / WEIGHTS_FILE
+    save_file(tensors, str(weights), metadata={"format_version": str(FORMAT_VERSION)})
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "name": name or out.name,
+        "class_names": names,
+        "network_config": dataclasses.asdict(cfg),
+        "encoder_config": dict(encoder_config),
+        "input_neurons": cfg.input_sizes,
+        "created_by": created_by if created_by is not None else " ".join(shlex.quote(a) for a in sys.argv),
+        "weights_file": WEIGHTS_FILE,
+        "weights_sha256": sha256_file(weights),
+        "tensors": {k: list(v.shape) for k, v in tensors.items()},
+        "extra": dict(extra or {}),
+    }
+    try:
+        text = json.dumps(meta, indent=2, sort_keys=True)
+    except TypeError as exc:
+        raise ArtifactError(f"encoder_config/extra must be JSON-serialisable: {exc}") from exc
+    (out / METADATA_FILE).write_text(text + "\n", encoding="utf-8")
+    return out
+
+
+def load_artifact(path: str | Path) -> ModelArtifact:
+    """Load and verify an artifact directory (or its ``model.json``); raises :class:`ArtifactError`."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    p = Path(path)
+    meta_path = p if p.is_file() and p.name == METADATA_FILE else p / METADATA_FILE
+    if not meta_path.is_file():
+        raise ArtifactError(f"no {METADATA_FILE} at {p} (expected an artifact directory)")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{meta_path} is not valid JSON: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise ArtifactError(f"{meta_path} must hold a JSON object, got {type(meta).__name__}")
+    missing = [k for k in _REQUIRED if k not in meta]
+    if missing:
+        raise ArtifactError(f"{meta_path} lacks keys {missing}")
+    if meta["format_version"] != FORMAT_VERSION:
+        raise ArtifactError(f"format_version {meta['format_version']!r} is not supported; expected {FORMAT_VERSION}")
+    wname = meta["weights_file"]
+    if not isinstance(wname, str) or Path(wname).name != wname:
+        raise ArtifactError(f"weights_file {wname!r} must be a plain file name inside the artifact directory")
+    weights = meta_path.parent / wname
+    if not weights.is_file():
+        raise ArtifactError(f"weights file {weights} is missing")
+    digest = sha256_file(weights)
+    if digest != meta["weights_sha256"]:
+        raise ArtifactError(f"sha256 of {weights} is {digest}, metadata says {meta['weights_sha256']} "
+                            "(file changed or corrupt)")
+    try:
+        config = config_from_mapping(FusionNetConfig, meta["network_config"])
+    except (TypeError, ValueError) as exc:
+        raise ArtifactError(f"network_config invalid: {exc}") from exc
+    if meta["input_neurons"] != config.input_sizes:
+        raise ArtifactError(f"input_neurons {meta['input_neurons']} disagree with network_config {config.input_sizes}")
+    names = meta["class_names"]
+    if not isinstance(names, list) or len(names) != config.num_classes or len(set(names)) != len(names):
+        raise ArtifactError(f"class_names {names!r} must be {config.num_classes} distinct names")
+    try:
+        tensors = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ArtifactError(f"{weights} is not a readable safetensors file: {exc}") from exc
+    shapes = {k: list(v.shape) for k, v in tensors.items()}
+    if shapes != meta["tensors"]:
+        raise ArtifactError(f"tensor shapes {shapes} disagree with metadata {meta['tensors']}")
+    try:
+        FusionNet(config).load_artifact_tensors(tensors)
+    except ValueError as exc:
+        raise ArtifactError(f"weights do not fit network_config: {exc}") from exc
+    version = f"{meta['name']}@{digest[:12]}"
+    return ModelArtifact(path=meta_path.parent, config=config, tensors=tensors, metadata=meta, version=version,
+                         class_names=tuple(names))

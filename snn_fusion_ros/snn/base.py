@@ -1,0 +1,87 @@
+"""Small base class of the neuron models: explicit, resettable, lazily sized state.
+
+Each neuron model lives in its own file (:mod:`cuba_lif`, :mod:`leaky_integrator`) and keeps its
+state as plain tensors in ``self.state`` (a dict name -> tensor of shape (batch, neurons)). The state
+is created lazily on the first call with the shape of the input (zeros), cleared by :meth:`reset`,
+and can be read/written with :meth:`get_state` / :meth:`set_state` (used by streaming inference).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from snn_fusion_ros.snn.config import RESET_MECHANISMS
+from snn_fusion_ros.snn.surrogate import surrogate_spike
+
+
+class NeuronBase(torch.nn.Module):
+    """Base of all neuron models.
+
+    Parameters
+    ----------
+    state_names: names of the state variables, each a tensor (batch, neurons).
+    """
+
+    state_names: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.state: dict[str, torch.Tensor] = {}
+
+    def reset(self) -> None:
+        """Forget the state; the next call starts from zeros sized like its input."""
+        self.state = {}
+
+    def ensure_state(self, like: torch.Tensor) -> None:
+        """Create zero state shaped like ``like`` (batch, neurons) if absent or of another shape."""
+        for name in self.state_names:
+            cur = self.state.get(name)
+            if cur is None or cur.shape != like.shape or cur.dtype != like.dtype or cur.device != like.device:
+                self.state[name] = torch.zeros_like(like)
+
+    def get_state(self) -> dict[str, torch.Tensor]:
+        """Copy of the state tensors (empty before the first call or after :meth:`reset`)."""
+        return {k: v.clone() for k, v in self.state.items()}
+
+    def set_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Replace the state; keys must be :attr:`state_names`."""
+        if set(state) != set(self.state_names):
+            raise ValueError(f"state keys {sorted(state)} do not match {sorted(self.state_names)}")
+        self.state = {k: v.clone() for k, v in state.items()}
+
+
+class SpikingNeuron(NeuronBase):
+    """Base of spiking neurons: threshold, reset mechanism and surrogate chosen once here.
+
+    Parameters
+    ----------
+    threshold: firing threshold (dimensionless membrane units); a neuron fires when ``mem > threshold``.
+    reset_mechanism: "zero" (``mem <- 0`` after a spike) or "subtract" (``mem <- mem - threshold``).
+    surrogate: name of the surrogate gradient (:data:`snn_fusion_ros.snn.config.SURROGATES`).
+    surrogate_slope: its slope.
+    """
+
+    def __init__(self, threshold: float, reset_mechanism: str = "zero", surrogate: str = "fast_sigmoid",
+                 surrogate_slope: float = 10.0) -> None:
+        super().__init__()
+        if reset_mechanism not in RESET_MECHANISMS:
+            raise ValueError(f"unknown reset_mechanism {reset_mechanism!r}; expected one of {list(RESET_MECHANISMS)}")
+        if threshold <= 0:
+            raise ValueError(f"threshold must be > 0, got {threshold}")
+        self.threshold = float(threshold)
+        self.reset_mechanism = reset_mechanism
+        self.spike_fn = surrogate_spike(surrogate, surrogate_slope)
+        self._reset_zero = reset_mechanism == "zero"
+
+    def fire_and_reset(self, mem: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(spk, mem_after_reset)`` with ``spk = H(mem - threshold)`` (strict ``>``).
+
+        The reset is not differentiated through (detached), as in snnTorch.
+        """
+        spk = self.spike_fn(mem - self.threshold)
+        s = spk.detach()
+        if self._reset_zero:
+            mem = mem * (1.0 - s)
+        else:
+            mem = mem - s * self.threshold
+        return spk, mem

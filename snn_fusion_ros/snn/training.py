@@ -1,0 +1,117 @@
+"""Offline surrogate-gradient training of :class:`FusionNet` with modality dropout.
+
+A batch is ``(inputs, labels)``: ``inputs[m]`` (B, T, N_m) bool/float (numpy or torch), ``labels``
+(B,) int class of each sequence. The loss is the cross-entropy of the readout membrane at the end of
+every window (``softmax(v[t_end])`` are the scores, as in streaming), averaged over windows.
+
+Modality dropout: for each sample, with probability ``modality_dropout`` one modality chosen
+uniformly is replaced by zeros (the streaming contract for a missing modality), so the network learns
+to classify with a sensor missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from snn_fusion_ros.snn.network import FusionNet
+from snn_fusion_ros.spikes import MODALITIES
+
+Batch = tuple[Mapping[str, Any], Any]
+
+
+def _as_tensor(a: Any) -> torch.Tensor:
+    if isinstance(a, torch.Tensor):
+        return a.to(torch.float32)
+    return torch.from_numpy(np.asarray(a, dtype=np.float32))
+
+
+def apply_modality_dropout(inputs: dict[str, torch.Tensor], p: float, gen: torch.Generator) -> dict[str, torch.Tensor]:
+    """Zero one randomly chosen modality per sample with probability ``p`` (never all of them)."""
+    present = [m for m in MODALITIES if m in inputs]
+    if p <= 0 or len(present) < 2:
+        return inputs
+    b = next(iter(inputs.values())).shape[0]
+    drop = torch.rand(b, generator=gen) < p
+    which = torch.randint(len(present), (b,), generator=gen)
+    out = {}
+    for i, m in enumerate(present):
+        keep = (~(drop & (which == i))).to(torch.float32)[:, None, None]
+        out[m] = inputs[m] * keep
+    return out
+
+
+def train(model: FusionNet, dataset_iter: Iterable[Batch] | Callable[[], Iterable[Batch]], epochs: int,
+          lr: float, seed: int, progress: bool = True, modality_dropout: float = 0.3,
+          weight_decay: float = 0.0) -> dict[str, list[float]]:
+    """Train ``model`` in place with Adam; returns ``{"loss": [...], "accuracy": [...]}`` per epoch.
+
+    Parameters
+    ----------
+    dataset_iter: a re-iterable of batches, or a callable returning a fresh iterable each epoch.
+    epochs: passes over the data.
+    lr: Adam learning rate.
+    seed: seeds the dropout generator and torch's global RNG state used by nothing else, so two runs
+        with the same seed, model init and data give identical weights.
+    progress: show a tqdm bar (stderr).
+    modality_dropout: probability of dropping one modality of a sample.
+
+    Accuracy is the fraction of window-end decisions equal to the label (with dropout applied).
+    """
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if lr <= 0:
+        raise ValueError(f"lr must be > 0, got {lr}")
+    gen = torch.Generator()
+    gen.manual_seed(int(seed))
+    torch.manual_seed(int(seed))
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    history: dict[str, list[float]] = {"loss": [], "accuracy": []}
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=epochs, desc="train", unit="epoch")
+    model.train()
+    for _ in range(epochs):
+        data = dataset_iter() if callable(dataset_iter) else dataset_iter
+        tot_loss, tot_ok, tot_n, n_batches = 0.0, 0, 0, 0
+        for inputs, labels in data:
+            x = {m: _as_tensor(a) for m, a in inputs.items()}
+            x = apply_modality_dropout(x, modality_dropout, gen)
+            y = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+            v = model(x)
+            ends = model.window_end_values(v)  # (B, W, C)
+            w = ends.shape[1]
+            loss = torch.nn.functional.cross_entropy(ends.reshape(-1, ends.shape[2]), y.repeat_interleave(w))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            tot_loss += float(loss.detach())
+            tot_ok += int((ends.argmax(-1) == y[:, None]).sum())
+            tot_n += int(y.numel() * w)
+            n_batches += 1
+        if n_batches == 0:
+            raise ValueError("dataset_iter yielded no batches")
+        history["loss"].append(tot_loss / n_batches)
+        history["accuracy"].append(tot_ok / max(1, tot_n))
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=history["loss"][-1], acc=history["accuracy"][-1])
+    if bar is not None:
+        bar.close()
+    model.eval()
+    model.reset()
+    return history
+
+
+def evaluate_decisions(model: FusionNet, inputs: Mapping[str, Any]) -> np.ndarray:
+    """Offline batched decisions at every window end: (S, W) int64 (state starts at zero per sequence)."""
+    with torch.no_grad():
+        v = model({m: _as_tensor(a) for m, a in inputs.items()})
+        out = model.window_end_values(v).argmax(-1).numpy().astype(np.int64)
+    model.reset()
+    return out

@@ -1,0 +1,274 @@
+"""Backends: registry, interface contract, agreement with the torch reference, absent hardware."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from snn_fusion_ros.backends import BACKENDS, Backend, BackendNotAvailable, backend_availability, create_backend
+from snn_fusion_ros.backends.cli import collect
+from snn_fusion_ros.errors import InputRejected
+from snn_fusion_ros.snn.artifact import load_artifact
+from snn_fusion_ros.snn.config import FusionNetConfig
+from snn_fusion_ros.snn.synthetic import make_synthetic, train_synthetic_artifact
+
+pytestmark = pytest.mark.unit
+
+CFG = FusionNetConfig(audio_neurons=32, dvs_neurons=128, imu_neurons=24, hidden_neurons=32, fusion_neurons=32,
+                      num_classes=4)
+N_SEQ, N_WIN = 20, 5
+GOALS = {"nir": 0.99, "akida": 0.98, "lava": 0.99}
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory):
+    torch.set_num_threads(1)
+    path = train_synthetic_artifact(tmp_path_factory.mktemp("model") / "syn", CFG, seed=0, epochs=8, sequences=64)
+    return load_artifact(path)
+
+
+@pytest.fixture(scope="module")
+def windows():
+    data = make_synthetic(CFG, N_SEQ, N_WIN, np.random.default_rng(2024))
+    s = CFG.steps_per_window
+    return [[{m: a[i, w * s:(w + 1) * s] for m, a in data.inputs.items()} for w in range(N_WIN)]
+            for i in range(N_SEQ)], data.labels
+
+
+def run_all(backend: Backend, seqs) -> np.ndarray:
+    out = []
+    for seq in seqs:
+        backend.reset()
+        out.extend(backend.step(win) for win in seq)
+    return np.asarray(out)
+
+
+@pytest.fixture(scope="module")
+def torch_probs(artifact, windows):
+    be = create_backend("torch")
+    be.load(artifact)
+    return run_all(be, windows[0])
+
+
+def test_registry_names_and_errors():
+    assert set(BACKENDS) == {"torch", "lava", "akida", "nir"}
+    with pytest.raises(ValueError, match=r"valid backends: \['akida', 'lava', 'nir', 'torch'\]"):
+        create_backend("loihi")
+    with pytest.raises(ValueError, match="valid backends"):
+        backend_availability("spinnaker")
+    ok, reason = backend_availability("torch")
+    assert ok and reason == ""
+    with pytest.raises(ValueError, match="device"):
+        create_backend("torch", device="tpu")
+
+
+def test_importing_one_backend_does_not_import_the_others():
+    code = ("import sys; import snn_fusion_ros.backends.registry, snn_fusion_ros.backends.torch_backend; "
+            "print([m for m in ('lava', 'akida', 'nir') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_torch_backend_contract(artifact, windows, torch_probs):
+    assert torch_probs.shape == (N_SEQ * N_WIN, 4) and torch_probs.dtype == np.float32
+    np.testing.assert_allclose(torch_probs.sum(1), 1.0, atol=1e-5)
+    acc = float((torch_probs.argmax(1).reshape(N_SEQ, N_WIN) == windows[1][:, None]).mean())
+    assert acc >= 0.95, f"reference accuracy {acc}"
+    be = create_backend("torch")
+    with pytest.raises(RuntimeError, match="load"):
+        be.step(windows[0][0][0])
+    be.load(artifact)
+    with pytest.raises(ValueError, match="known modalities") as ei:
+        be.step({"lidar": np.zeros((10, 4), bool)})
+    assert isinstance(ei.value, InputRejected)
+    with pytest.raises(InputRejected, match="bad_shape"):
+        be.step({"audio": np.zeros((10, 31), bool)})
+    caps = be.capabilities()
+    assert caps.device == "torch:cpu" and caps.online_learning and not caps.hardware_present
+    be.step(windows[0][0][0])
+    h = be.health()
+    assert h["windows"] == 1 and h["model_version"] == artifact.version and h["last_step_ms"] > 0
+    # reset really restarts the stream
+    be.reset()
+    np.testing.assert_array_equal(be.step(windows[0][0][0]), torch_probs[0])
+
+
+def test_missing_modality_equals_zero_input_for_every_backend(artifact, windows):
+    win = windows[0][3][0]
+    for name in ("torch", "nir", "akida"):
+        be = create_backend(name)
+        be.load(artifact)
+        a = be.step({"audio": win["audio"], "imu": win["imu"]})
+        be.reset()
+        b = be.step({**win, "dvs": np.zeros_like(win["dvs"])})
+        np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+@pytest.mark.parametrize("name", ["nir", "akida"])
+def test_backend_agreement_with_torch(name, artifact, windows, torch_probs):
+    be = create_backend(name)
+    be.load(artifact)
+    probs = run_all(be, windows[0])
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+    agree = float((probs.argmax(1) == torch_probs.argmax(1)).mean())
+    assert agree >= GOALS[name], f"{name} agrees on {agree:.3f} of decisions, goal {GOALS[name]}"
+    with pytest.raises(ValueError, match="known modalities"):
+        be.step({"sonar": np.zeros((10, 2), bool)})
+
+
+def test_nir_backend_is_nearly_exact(artifact, windows, torch_probs):
+    be = create_backend("nir")
+    be.load(artifact)
+    np.testing.assert_allclose(run_all(be, windows[0]), torch_probs, atol=1e-4)
+
+
+def test_akida_reports_software_and_refuses_absent_hardware(artifact):
+    pytest.importorskip("akida")
+    from snn_fusion_ros.backends.akida_backend import akida_devices
+
+    be = create_backend("akida")
+    be.load(artifact)
+    if not akida_devices():
+        assert be.capabilities().device == "akida:software"
+        assert not be.capabilities().hardware_present
+        with pytest.raises(BackendNotAvailable, match="no AKD1000"):
+            create_backend("akida", target="hardware")
+    assert "w_rec" in be.health()["on_akida"]
+
+
+@pytest.mark.hardware
+def test_akida_on_chip(artifact, windows, torch_probs):
+    pytest.importorskip("akida")
+    from snn_fusion_ros.backends.akida_backend import akida_devices
+
+    if not akida_devices():
+        pytest.skip("no Akida chip: akida.devices() is empty")
+    be = create_backend("akida", target="hardware")
+    be.load(artifact)
+    assert be.capabilities().hardware_present
+    agree = float((run_all(be, windows[0]).argmax(1) == torch_probs.argmax(1)).mean())
+    assert agree >= GOALS["akida"]
+
+
+def _lava_or_skip():
+    ok, reason = backend_availability("lava")
+    if not ok:
+        pytest.skip(reason)
+
+
+def test_lava_agreement_with_torch(artifact, windows, torch_probs):
+    _lava_or_skip()
+    be = create_backend("lava", target="sim")
+    try:
+        be.load(artifact)
+        probs = run_all(be, windows[0][:10])
+        caps = be.capabilities()
+    finally:
+        be.close()
+    assert caps.device == "lava:Loihi2SimCfg" and not caps.hardware_present
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+    agree = float((probs.argmax(1) == torch_probs[: len(probs)].argmax(1)).mean())
+    assert agree >= GOALS["lava"], f"lava agrees on {agree:.3f} of decisions"
+
+
+def test_lava_refuses_absent_loihi2():
+    _lava_or_skip()
+    from snn_fusion_ros.backends.lava_backend import loihi2_hardware_present
+
+    present, reason = loihi2_hardware_present()
+    if present:
+        pytest.skip("lava-loihi is installed here")
+    assert "lava-loihi" in reason
+    with pytest.raises(BackendNotAvailable, match="lava-loihi"):
+        create_backend("lava", target="loihi2")
+    assert create_backend("lava").capabilities().device == "lava:Loihi2SimCfg"
+
+
+@pytest.mark.hardware
+def test_lava_on_loihi2(artifact, windows):
+    _lava_or_skip()
+    from snn_fusion_ros.backends.lava_backend import loihi2_hardware_present
+
+    present, reason = loihi2_hardware_present()
+    if not present:
+        pytest.skip(reason)
+    be = create_backend("lava", target="loihi2")
+    try:
+        be.load(artifact)
+        assert be.capabilities().hardware_present
+        assert be.step(windows[0][0][0]).shape == (4,)
+    finally:
+        be.close()
+
+
+def test_lava_quantisation_is_loihi2_format(artifact):
+    from snn_fusion_ros.backends.lava_backend import decay_12bit, quantize_network
+
+    q = quantize_network(artifact.build_model().weights_numpy(), artifact.config)
+    for name, d in q["dense"].items():
+        assert d.weights.min() >= -256 and d.weights.max() <= 254, name
+        assert np.all(d.weights % 2 == 0), f"{name}: mixed-sign 8-bit weights are even"
+        assert -8 <= d.weight_exp <= 0
+    assert q["dense"]["in"].weights.max() == 254 or q["dense"]["in"].weights.min() <= -254
+    assert decay_12bit(artifact.config.alpha) == round(4096 * (1 - artifact.config.alpha))
+    # threshold exactly representable: vth * unit == threshold
+    assert q["vth"]["hidden"] * q["unit"]["hidden"] == pytest.approx(artifact.config.threshold, rel=1e-12)
+
+
+def test_lava_compat_patch_rewrites_only_the_bad_defaults():
+    from snn_fusion_ros.backends._lava_compat import patch_source
+
+    src = "from dataclasses import dataclass, InitVar\n@dataclass\nclass A:\n    x: ByteEncoder = ByteEncoder()\n"
+    out = patch_source(src)
+    assert "= _snn_fusion_dc_field(default_factory=ByteEncoder)" in out
+    assert out.index("from dataclasses import field as _snn_fusion_dc_field") < out.index("class A")
+    assert patch_source("x = 1\n") == "x = 1\n"
+
+
+def test_info_cli_lists_every_backend(capsys):
+    from snn_fusion_ros.backends import cli
+
+    info = collect()
+    assert set(info) == set(BACKENDS)
+    for name, e in info.items():
+        assert isinstance(e["available"], bool)
+        assert e["available"] or e["reason"], f"{name} unavailable without a reason"
+    assert info["torch"]["available"]
+    assert cli.run(type("A", (), {"json": True})()) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed.keys() == info.keys()
+
+
+def test_akida_matches_torch_without_delays(tmp_path, windows):
+    pytest.importorskip("akida")
+    import dataclasses
+
+    cfg0 = dataclasses.replace(CFG, synaptic_delay_steps=0)
+    art = load_artifact(train_synthetic_artifact(tmp_path / "d0", cfg0, seed=1, epochs=6, sequences=48))
+    ref, akd = create_backend("torch"), create_backend("akida")
+    ref.load(art)
+    akd.load(art)
+    a, b = run_all(ref, windows[0]), run_all(akd, windows[0])
+    assert float((a.argmax(1) == b.argmax(1)).mean()) >= GOALS["akida"]
+
+
+def test_torch_backend_online_stdp_changes_weights_and_checkpoints(artifact, windows):
+    from snn_fusion_ros.snn.stdp import STDPConfig
+
+    plain = create_backend("torch")
+    plain.load(artifact)
+    assert plain.stdp is None
+    be = create_backend("torch", stdp=STDPConfig(enabled=True, learning_rate=0.01))
+    be.load(artifact)
+    w0 = be.model.w_fuse.detach().clone()
+    for win in windows[0][0]:
+        be.step(win)
+    assert be.stdp.updates == N_WIN
+    assert not torch.equal(be.model.w_fuse.detach(), w0)
+    state = be.stdp.state_dict()
+    np.testing.assert_array_equal(state["w_fuse"], be.model.w_fuse.detach().numpy())
