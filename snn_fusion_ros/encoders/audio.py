@@ -448,6 +448,8 @@ class AudioEncoder:
         starts = np.concatenate([[0], cut])
         ends = np.concatenate([cut, [steps.size]])
         n_complete = starts.size if final else starts.size - 1
+        if not final and (seg_t0 + (resampler.n_out * _NS) // fs) // self.step_ns != steps[-1]:
+            n_complete = starts.size  # the next sample starts a new step: the last one is complete now
         cfg = self.config
         C = self.sos.shape[0]
         out_k = np.empty(n_complete * 2 * C, np.int64)

@@ -331,6 +331,18 @@ class DvsEncoder:
         self._asm.add(steps, neurons)
         return self.stats.count_windows(self._asm.advance(self._watermark))
 
+    def advance(self, until_ns: int) -> list[SpikeWindow]:
+        """Declare the stream complete up to sensor time ``until_ns`` (a packet's end stamp).
+
+        Emits the windows ending at or before ``until_ns`` without waiting for the next packet's
+        events; a later event earlier than ``until_ns`` then counts as ``time_backwards``. No-op
+        before the first event or when ``until_ns`` is not past the current watermark.
+        """
+        if self._watermark is None or until_ns <= self._watermark:
+            return []
+        self._watermark = int(until_ns)
+        return self.stats.count_windows(self._asm.advance(self._watermark))
+
     def flush(self) -> list[SpikeWindow]:
         """Emit the last (partial) window and end the stream (filter maps and watermark kept)."""
         out = self._asm.flush(self._watermark)

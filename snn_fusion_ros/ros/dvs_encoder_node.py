@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from snn_fusion_ros.codecs.evt3 import Evt3Decoder
 from snn_fusion_ros.codecs.layout import EVENT_ENCODINGS
-from snn_fusion_ros.codecs.xytp import decode_xytp, validate_events
 from snn_fusion_ros.encoders.dvs import DvsEncoder, DvsEncoderConfig
 from snn_fusion_ros.errors import InputRejected
-from snn_fusion_ros.ros.convert import payload_view
-from snn_fusion_ros.ros.encoder_node import EncoderNode
+from snn_fusion_ros.ros.convert import payload_view, stamp_to_ns
+from snn_fusion_ros.ros.encoder_node import MAX_STAMP_NS, EncoderNode
 from snn_fusion_ros.ros.optional_msgs import require_type
 from snn_fusion_ros.ros.runner import run_node
+
+#: Largest sensor side accepted, pixels. The encoder keeps per-pixel filter maps (~8 bytes a pixel), so a
+#: message claiming a 2**32-pixel-wide sensor must be refused before anything is allocated; real event
+#: cameras are at most 1280 x 720 (EVT 3.0 carries 11-bit coordinates).
+MAX_SENSOR_SIDE = 4096
 
 
 class DvsEncoderNode(EncoderNode):
@@ -60,40 +62,35 @@ class DvsEncoderNode(EncoderNode):
         Evt3Decoder().decode(encode_evt3(ev))
         self.make_encoder(self.encoder_config).push(ev, 8, 8)
 
-    def decode(self, msg) -> np.ndarray:
-        """The packet's events as an EVENT_DTYPE array (sensor time in ns)."""
+    def encode_message(self, msg):
+        resolution = (int(msg.width), int(msg.height))
+        if self._resolution is not None and resolution != self._resolution:
+            # A new sensor geometry: the encoder resets its maps (counted as rate_change); the old
+            # stream's open window is flushed first so nothing received is lost.
+            self.publish_windows(self.encoder.flush())
+        self._resolution = resolution
+        windows = self.push_packet(msg, resolution)
+        # header.stamp = "complete up to": close the windows that end by it without waiting.
+        return windows + self.encoder.advance(stamp_to_ns(msg.header.stamp))
+
+    def push_packet(self, msg, resolution: tuple[int, int]):
+        """Decode and encode one packet (the encoder checks sizes, ranges and time order and counts)."""
         payload = payload_view(msg.events)
-        if payload.size == 0:
-            raise InputRejected("empty", "event packet with no events")
         if payload.size > self.node_config.max_message_bytes:
             raise InputRejected("oversized", f"{payload.size} bytes > max_message_bytes "
                                              f"{self.node_config.max_message_bytes}")
         time_base = int(getattr(msg, "time_base_ns", getattr(msg, "time_base", 0)))
+        if time_base > MAX_STAMP_NS:  # event times would overflow int64 / could not be stamped
+            raise InputRejected("out_of_range", f"time_base_ns {time_base}; expected <= {MAX_STAMP_NS}")
         if msg.encoding == "xytp":
-            return decode_xytp(payload, time_base)
+            return self.encoder.push_xytp(payload, time_base, *resolution)
         if msg.encoding == "evt3":
             if self._evt3_time_base != time_base:  # a new stream (camera restarted or new recording)
                 self._evt3.reset()
                 self._evt3.time_base_ns = time_base
                 self._evt3_time_base = time_base
-            return self._evt3.decode(payload)
+            return self.encoder.push(self._evt3.decode(payload), *resolution)
         raise InputRejected("bad_encoding", f"event encoding {msg.encoding!r}; expected one of {EVENT_ENCODINGS}")
-
-    def encode_message(self, msg):
-        if msg.width == 0 or msg.height == 0:
-            raise InputRejected("bad_shape", f"sensor size {msg.width}x{msg.height}")
-        resolution = (int(msg.width), int(msg.height))
-        if self._resolution is not None and resolution != self._resolution:
-            # Documented rule: a resolution change restarts the encoder (state belongs to the old sensor).
-            self.rejections.add("rate_change", f"resolution {self._resolution} -> {resolution}; encoder restarted")
-            self.publish_windows(self.encoder.flush())
-            self.encoder = self.make_encoder(self.encoder_config)
-        self._resolution = resolution
-        events = self.decode(msg)
-        events, n_out = validate_events(events, *resolution)
-        if n_out:
-            self.rejections.add("out_of_range", f"{n_out} event(s) outside {resolution[0]}x{resolution[1]}", n_out)
-        return self.encoder.push(events, *resolution)
 
 
 def main(args: list[str] | None = None) -> int:

@@ -23,6 +23,10 @@ from snn_fusion_ros.ros.qos import sensor_qos, spikes_qos
 from snn_fusion_ros.sequence import SequenceTracker
 from snn_fusion_ros.spikes import ENCODINGS, SpikeWindow
 
+#: Latest sensor time a window can be stamped with (builtin_interfaces/Time.sec is int32), ns, less one
+#: hour of margin so the windows that follow an input stamp still fit.
+MAX_STAMP_NS = (2**31 - 3600) * 1_000_000_000
+
 
 @dataclass(frozen=True)
 class EncoderNodeConfig:
@@ -138,12 +142,16 @@ class EncoderNode(Node):
         self.stamp_delay.tick(self.get_clock().now().nanoseconds * 1e-9 - stamp_ns * 1e-9)
         t0 = time.perf_counter()
         try:
+            if not 0 <= stamp_ns <= MAX_STAMP_NS:  # builtin_interfaces/Time allows negative seconds
+                raise InputRejected("out_of_range", f"header stamp {stamp_ns} ns; expected 0 .. {MAX_STAMP_NS} ns "
+                                                    f"(windows are stamped as ROS time)")
             seq = self.message_seq(msg)
             if seq is not None:
                 self.sequence.check(int(seq), stamp_ns)
             windows = self.encode_message(msg)
         except InputRejected as exc:
-            self.rejections.record(exc)
+            if not getattr(exc, "counted", False):  # the core encoders count their own rejections
+                self.rejections.record(exc)
             self.get_logger().warn(f"rejected input: {exc}", throttle_duration_sec=5.0)
             return
         self.encode_ms.add((time.perf_counter() - t0) * 1e3)
