@@ -16,6 +16,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("snn_fusion_ros.bench.cli", "run benchmarks (encoders, backends, e2e, all)"),
     "info": ("snn_fusion_ros.backends.cli", "list backends, whether they can run here and why not"),
     "dataset": ("snn_fusion_ros.data.cli", "build / describe the fused digit data set (audio, emulated DVS, IMU)"),
+    "make-bag": ("snn_fusion_ros.bags.cli_make", "write a rosbag2 bag from real recordings or the data set"),
+    "replay": ("snn_fusion_ros.bags.cli_replay", "publish a bag with its original timing (and /clock)"),
+    "record": ("snn_fusion_ros.bags.cli_record", "record topics (classifications, diagnostics) to MCAP"),
 }
 
 
