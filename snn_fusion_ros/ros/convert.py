@@ -21,6 +21,10 @@ AUDIO_FORMATS: dict[str, tuple[np.dtype, float]] = {
     "F32LE": (np.dtype("<f4"), 1.0),
 }
 
+#: Highest accepted audio sample rate, Hz (the encoder's resampler filter grows with the rate ratio, so
+#: an absurd rate from the wire - up to 2**32-1 - must be refused before it is designed).
+MAX_AUDIO_RATE_HZ = 768_000
+
 
 def ns_to_stamp(ns: int):
     """builtin_interfaces/Time from integer nanoseconds (>= 0)."""
@@ -75,8 +79,29 @@ def msg_to_spike_window(msg, max_cells: int = 1 << 24) -> SpikeWindow:
         raise InputRejected("bad_shape", "step_ns is 0")
     if msg.num_steps * msg.num_neurons > max_cells:
         raise InputRejected("oversized", f"{msg.num_steps}x{msg.num_neurons} cells exceed the cap {max_cells}")
+    stamp_ns = stamp_to_ns(msg.header.stamp)
+    if stamp_ns < 0:  # builtin_interfaces/Time.sec is int32: a negative stamp cannot be republished
+        raise InputRejected("out_of_range", f"window stamp {stamp_ns} ns is before the epoch")
     spikes = unpack_spikes(payload_view(msg.data), msg.num_steps, msg.num_neurons, msg.encoding)
-    return SpikeWindow(msg.modality, spikes, stamp_to_ns(msg.header.stamp), int(msg.step_ns), int(msg.seq))
+    return SpikeWindow(msg.modality, spikes, stamp_ns, int(msg.step_ns), int(msg.seq))
+
+
+# --- EventArray --------------------------------------------------------------------------------
+
+def events_to_msg(payload: bytes | np.ndarray, *, encoding: str, width: int, height: int, time_base_ns: int,
+                  stamp_ns: int, seq: int, frame_id: str = "camera"):
+    """An EventArray around an already packed payload (``encode_xytp`` / ``encode_evt3`` output).
+
+    ``stamp_ns`` is the sensor time of the last event in the packet (see EventArray.msg).
+    """
+    from snn_fusion_ros.msg import EventArray
+
+    msg = EventArray(width=int(width), height=int(height), encoding=encoding, time_base_ns=int(time_base_ns),
+                     seq=int(seq))
+    msg.header.stamp = ns_to_stamp(stamp_ns)
+    msg.header.frame_id = frame_id
+    msg.events = to_uint8_array(payload)
+    return msg
 
 
 # --- AudioFrame --------------------------------------------------------------------------------
@@ -120,8 +145,9 @@ def msg_to_audio(msg, max_bytes: int) -> AudioChunk:
     if msg.sample_format not in AUDIO_FORMATS:
         raise InputRejected("bad_encoding",
                             f"sample_format {msg.sample_format!r}; expected one of {sorted(AUDIO_FORMATS)}")
-    if msg.channels == 0 or msg.sample_rate_hz == 0:
-        raise InputRejected("bad_shape", f"channels={msg.channels}, sample_rate_hz={msg.sample_rate_hz}")
+    if msg.channels == 0 or not 0 < msg.sample_rate_hz <= MAX_AUDIO_RATE_HZ:
+        raise InputRejected("bad_shape", f"channels={msg.channels}, sample_rate_hz={msg.sample_rate_hz}; expected "
+                                         f"channels >= 1 and 1 <= sample_rate_hz <= {MAX_AUDIO_RATE_HZ}")
     raw = payload_view(msg.data)
     if raw.size == 0:
         raise InputRejected("empty", "AudioFrame with no samples")
