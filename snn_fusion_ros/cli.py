@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "make-bag": ("snn_fusion_ros.bags.cli_make", "write a rosbag2 bag from real recordings or the data set"),
     "replay": ("snn_fusion_ros.bags.cli_replay", "publish a bag with its original timing (and /clock)"),
     "record": ("snn_fusion_ros.bags.cli_record", "record topics (classifications, diagnostics) to MCAP"),
+    "demo": ("snn_fusion_ros.demo", "replay the demo bag through the nodes and report (make demo)"),
 }
 
 

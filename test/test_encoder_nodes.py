@@ -84,7 +84,8 @@ def test_dvs_encoder_process_encodes_packets_and_counts_bad_ones(rclpy_context, 
     bad[0].events = to_uint8_array(np.zeros(10, np.uint8))
     bad[2].events = to_uint8_array(np.zeros(7, np.uint8))
     for i, m in enumerate(bad):
-        m.header.stamp = ns_to_stamp(T0 + 11 * W + i)
+        # the empty packet is stamped before the stream's watermark: no events and no news -> "empty"
+        m.header.stamp = ns_to_stamp(T0 + (5 if i == 1 else 11) * W + i)
         pub.publish(m)
         spin_until(executor, lambda: False, 0.01)
     ok = spin_until(executor, lambda: len(lis.windows) >= 9 and "encoder" in lis.diag

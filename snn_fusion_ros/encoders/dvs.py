@@ -338,10 +338,19 @@ class DvsEncoder:
         events; a later event earlier than ``until_ns`` then counts as ``time_backwards``. No-op
         before the first event or when ``until_ns`` is not past the current watermark.
         """
-        if self._watermark is None or until_ns <= self._watermark:
+        if self._watermark is None:  # a stream that starts with heartbeats: the grid starts here
+            self._asm.start(int(until_ns))
+            self._watermark = int(until_ns)
+            return []
+        if until_ns <= self._watermark:
             return []
         self._watermark = int(until_ns)
         return self.stats.count_windows(self._asm.advance(self._watermark))
+
+    @property
+    def watermark_ns(self) -> int | None:
+        """Sensor time up to which the stream is complete (None before any input)."""
+        return self._watermark
 
     def flush(self) -> list[SpikeWindow]:
         """Emit the last (partial) window and end the stream (filter maps and watermark kept)."""

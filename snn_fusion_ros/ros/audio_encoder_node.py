@@ -46,6 +46,12 @@ class AudioEncoderNode(EncoderNode):
     def make_encoder(self, config: AudioEncoderConfig) -> AudioEncoder:
         return AudioEncoder(config)
 
+    def warm_up(self) -> None:
+        """Compile the filterbank and spiking kernels (numba) now, not on the first audio chunk."""
+        import numpy as np
+
+        self.make_encoder(self.encoder_config).push(np.zeros(1600, np.float32), 16000, 0)
+
     def _on_audio_info(self, msg) -> None:
         self._audio_info = msg
 

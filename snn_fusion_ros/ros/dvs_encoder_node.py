@@ -33,6 +33,7 @@ class DvsEncoderNode(EncoderNode):
         self._evt3 = Evt3Decoder()
         self._evt3_time_base: int | None = None
         self._resolution: tuple[int, int] | None = None
+        self.heartbeats = 0
         super().__init__("dvs_encoder", **kwargs)
 
     def resolve_input_type(self):
@@ -63,6 +64,10 @@ class DvsEncoderNode(EncoderNode):
         self.make_encoder(self.encoder_config).push(ev, 8, 8)
 
     def encode_message(self, msg):
+        # Checked before the resolution-change flush below: a malformed packet must not end the stream.
+        if not (0 < msg.width <= MAX_SENSOR_SIDE and 0 < msg.height <= MAX_SENSOR_SIDE):
+            raise InputRejected("bad_shape", f"sensor size {msg.width}x{msg.height}; each side must be in "
+                                             f"1 .. {MAX_SENSOR_SIDE} px")
         resolution = (int(msg.width), int(msg.height))
         if self._resolution is not None and resolution != self._resolution:
             # A new sensor geometry: the encoder resets its maps (counted as rate_change); the old
@@ -83,14 +88,33 @@ class DvsEncoderNode(EncoderNode):
         if time_base > MAX_STAMP_NS:  # event times would overflow int64 / could not be stamped
             raise InputRejected("out_of_range", f"time_base_ns {time_base}; expected <= {MAX_STAMP_NS}")
         if msg.encoding == "xytp":
+            if payload.size == 0:
+                return self._heartbeat(msg)
             return self.encoder.push_xytp(payload, time_base, *resolution)
         if msg.encoding == "evt3":
             if self._evt3_time_base != time_base:  # a new stream (camera restarted or new recording)
                 self._evt3.reset()
                 self._evt3.time_base_ns = time_base
                 self._evt3_time_base = time_base
-            return self.encoder.push(self._evt3.decode(payload), *resolution)
+            events = self._evt3.decode(payload)
+            if events.size == 0:  # e.g. only EVT_TIME_HIGH words: time passed without events
+                return self._heartbeat(msg)
+            return self.encoder.push(events, *resolution)
         raise InputRejected("bad_encoding", f"event encoding {msg.encoding!r}; expected one of {EVENT_ENCODINGS}")
+
+
+    def _heartbeat(self, msg) -> list:
+        """A packet without events whose stamp is newer than the stream: "no events until stamp".
+
+        Accepted (the windows up to the stamp close in :meth:`encode_message`); a packet without
+        events and without a newer stamp carries nothing and is rejected as ``empty``.
+        """
+        stamp = stamp_to_ns(msg.header.stamp)
+        mark = self.encoder.watermark_ns
+        if mark is not None and stamp <= mark:
+            raise InputRejected("empty", f"packet without events and no newer stamp ({stamp} <= {mark} ns)")
+        self.heartbeats += 1
+        return []
 
 
 def main(args: list[str] | None = None) -> int:

@@ -32,6 +32,11 @@ class ImuEncoderNode(EncoderNode):
     def make_encoder(self, config: ImuEncoderConfig) -> ImuEncoder:
         return ImuEncoder(config)
 
+    def warm_up(self) -> None:
+        """Run the encoder once at start-up (JIT compilation) so the first reading is not late."""
+        t = np.arange(0, 120_000_000, 10_000_000, dtype=np.int64)
+        self.make_encoder(self.encoder_config).push(t, np.zeros((t.size, 3)), np.zeros((t.size, 3)))
+
     def encode_message(self, msg):
         sample = msg_to_imu(msg)
         return self.encoder.push(np.array([sample.stamp_ns], dtype=np.int64), sample.accel[None, :],

@@ -64,6 +64,7 @@ class Pipeline:
     def _spawn(self, name: str, args: list[str]) -> None:
         if self.log_dir is None:
             self.log_dir = Path(tempfile.mkdtemp(prefix="snn_fusion_pipeline_"))
+        self.log_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_dir / f"{name}.log", "w") as log:  # the child keeps its own copy of the fd
             self.procs[name] = subprocess.Popen(args, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                                 start_new_session=True)
