@@ -359,7 +359,9 @@ def test_cli_make_writes_a_bag_and_refuses_to_overwrite(shared_events, tmp_path,
     assert 0 < span < 200_000_000
     assert cli_make.main(args) == 1
     assert "exists" in capsys.readouterr().err
-    assert cli_make.main(["-o", str(tmp_path / "d"), "--from-dataset", "x"]) == 2
+    # no data set built in this cache: a clear error naming what to run, exit 1
+    assert cli_make.main(["-o", str(tmp_path / "d"), "--from-dataset", "test", "--cache", str(tmp_path / "none")]) == 1
+    assert "snn-fusion dataset build" in capsys.readouterr().err
 
 
 def test_replay_options_and_topic_mapping():
