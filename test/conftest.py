@@ -154,3 +154,19 @@ def tiny_model(tmp_path_factory) -> Path:
                           num_classes=4, seed=3)
     return save_artifact(tmp_path_factory.mktemp("model") / "tiny", FusionNet(cfg), ["a", "b", "c", "d"], {},
                          created_by="test/conftest.py tiny_model")
+
+
+@pytest.fixture(scope="session")
+def encoder_sized_model(tmp_path_factory) -> Path:
+    """An untrained 10-class model whose inputs match the encoders' defaults (config/snn_fusion.yaml)."""
+    from snn_fusion_ros.encoders.audio import AudioEncoder
+    from snn_fusion_ros.encoders.dvs import DvsEncoder
+    from snn_fusion_ros.encoders.imu import ImuEncoder
+    from snn_fusion_ros.snn.artifact import save_artifact
+    from snn_fusion_ros.snn.config import FusionNetConfig
+    from snn_fusion_ros.snn.network import FusionNet
+
+    cfg = FusionNetConfig(audio_neurons=AudioEncoder().num_neurons, dvs_neurons=DvsEncoder().num_neurons,
+                          imu_neurons=ImuEncoder().num_neurons, num_classes=10, seed=5)
+    return save_artifact(tmp_path_factory.mktemp("model") / "sized", FusionNet(cfg), [str(i) for i in range(10)],
+                         {}, created_by="test/conftest.py encoder_sized_model")
