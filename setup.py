@@ -31,7 +31,8 @@ setup(
     data_files=[
         ("share/snn_fusion_ros/launch", _share_files("launch")),
         ("share/snn_fusion_ros/config", _share_files("config")),
-        ("share/snn_fusion_ros/models", _share_files("models")),
+        ("share/snn_fusion_ros/models/default", _share_files("models/default")),
+        ("share/snn_fusion_ros/demo/demo_fused", _share_files("demo/demo_fused")),
     ],
     install_requires=[
         "numpy>=1.24,<2",
