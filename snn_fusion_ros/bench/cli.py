@@ -24,6 +24,7 @@ BENCHES: dict[str, str] = {
     "encoders": "snn_fusion_ros.bench.encoders",
     "backends": "snn_fusion_ros.bench.backends",
     "transport": "snn_fusion_ros.bench.transport",
+    "bags": "snn_fusion_ros.bags.bench",
     "e2e": "snn_fusion_ros.bench.e2e",
 }
 

@@ -1,0 +1,35 @@
+"""Benchmark plumbing: BENCHMARKS.md rows are rewritten in place; the JSON keys the team reads exist."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from snn_fusion_ros.bench.cli import Row, write_table
+
+
+@pytest.mark.unit
+def test_write_table_replaces_only_the_generated_block(tmp_path):
+    path = tmp_path / "BENCHMARKS.md"
+    path.write_text("# Benchmarks\n\nhand-written notes\n")
+    rows = [Row("e2e", "latency p99", 12.5, "ms", "relay p99", 2.5, 5.0, "note")]
+    write_table(path, rows, "snn-fusion bench all --write BENCHMARKS.md")
+    write_table(path, [Row("e2e", "latency p99", 11.0, "ms", "relay p99", 2.0, 5.5)], "cmd2")
+    text = path.read_text()
+    assert text.startswith("# Benchmarks\n\nhand-written notes\n")
+    assert text.count("<!-- bench:begin -->") == 1 and "| e2e | latency p99 | 11 | ms | relay p99 | 2 | 5.5x |" in text
+    assert "cmd2" in text and "12.5" not in text
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_bench_e2e_json_has_the_keys_the_team_reads(ros_msgs, capsys):
+    from snn_fusion_ros.bench.cli import run
+
+    run(argparse.Namespace(name="e2e", json=True, write=None, quick=True, data_dir="../shared/data/events"))
+    out = json.loads(capsys.readouterr().out)
+    assert {"latency_ms_p50", "latency_ms_p99", "loopback_ms_p99", "ratio"} <= out.keys()
+    assert out["classifications"] >= 0.9 * out["classifications_expected"], out
+    assert out["ratio"] == pytest.approx(out["latency_ms_p99"] / out["loopback_ms_p99"])
