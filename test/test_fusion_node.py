@@ -216,3 +216,31 @@ def test_stdp_checkpoint_saved_at_shutdown_and_restored(rclpy_context, executor,
     assert "1 file(s) refused" in third.checkpoint_status
     for n in (again, third):
         n.destroy_node()
+
+
+def test_debug_raster_and_metrics_endpoint(rclpy_context, executor, ros_msgs, tiny_model):
+    import socket
+    import urllib.request
+
+    from sensor_msgs.msg import Image
+
+    with socket.socket() as s:  # a free port on localhost
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    fusion = make_node(rclpy_context, tiny_model, debug_raster=True, debug_raster_period_s=0.05, metrics_port=port)
+    rig = Rig(rclpy_context, executor, fusion)
+    images = []
+    rig.node.create_subscription(Image, "fusion/debug/raster", images.append, 1)
+    for k in range(4):
+        for m in SIZES:
+            rig.send(m, k)
+    assert rig.wait_results(4)
+    assert spin_until(executor, lambda: len(images) >= 1, 5)
+    img = images[-1]
+    assert img.encoding == "bgr8" and img.step == img.width * 3 and len(img.data) == img.height * img.step
+    assert np.frombuffer(img.data, np.uint8).any(), "blank raster"
+    rig.latest_diag()  # updates the liveness gauges
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    assert "snn_fusion_windows_total 4.0" in body
+    assert 'snn_fusion_modality_alive{modality="dvs"} 1.0' in body
+    fusion.on_shutdown()
