@@ -12,13 +12,12 @@ import numpy as np
 
 def main(argv: list[str] | None = None) -> int:
     import rclpy
-    from rclpy.executors import ExternalShutdownException
-    from rclpy.signals import SignalHandlerOptions
     from rclpy.utilities import remove_ros_args
 
     from snn_fusion_ros.msg import SpikeTrain
     from snn_fusion_ros.ros.convert import to_uint8_array
     from snn_fusion_ros.ros.qos import spikes_qos
+    from snn_fusion_ros.ros.runner import run_node
 
     argv = list(sys.argv if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -27,8 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-topic", required=True)
     parser.add_argument("--out-bytes", type=int, required=True)
     opts = parser.parse_args(remove_ros_args(argv)[1:])
-    rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
-    try:
+
+    def build():
         node = rclpy.create_node(opts.name)
         payload = to_uint8_array(np.zeros(opts.out_bytes, np.uint8))
         pub = node.create_publisher(SpikeTrain, opts.out_topic, spikes_qos())
@@ -39,12 +38,9 @@ def main(argv: list[str] | None = None) -> int:
             pub.publish(out)
 
         node.create_subscription(SpikeTrain, opts.in_topic, relay, spikes_qos())
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        rclpy.try_shutdown()
-    return 0
+        return node
+
+    return run_node(build, argv)
 
 
 if __name__ == "__main__":

@@ -63,25 +63,20 @@ def _decode_typed(msg) -> int:
 
 def echo_main() -> int:
     import rclpy
-    from rclpy.executors import ExternalShutdownException
-    from rclpy.signals import SignalHandlerOptions
     from std_msgs.msg import UInt32MultiArray
 
     from snn_fusion_ros.msg import EventArray
     from snn_fusion_ros.ros.qos import spikes_qos
+    from snn_fusion_ros.ros.runner import run_node
 
-    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
-    try:
+    def build():
         node = rclpy.create_node("transport_echo")
         for name, typ in (("packed", EventArray), ("typed", UInt32MultiArray)):
             pub = node.create_publisher(typ, f"transport/{name}/back", spikes_qos(4))
             node.create_subscription(typ, f"transport/{name}/out", lambda m, p=pub: p.publish(m), spikes_qos(4))
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        rclpy.try_shutdown()
-    return 0
+        return node
+
+    return run_node(build, [])
 
 
 def measure(args) -> dict:

@@ -35,37 +35,17 @@ def parse_modalities(text: str) -> list[str]:
 
 
 def main(args: list[str] | None = None) -> int:
-    import rclpy
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
-    from rclpy.signals import SignalHandlerOptions
     from rclpy.utilities import remove_ros_args
+
+    from snn_fusion_ros.ros.runner import run_nodes
 
     argv = list(sys.argv if args is None else args)
     parser = argparse.ArgumentParser(prog="snn_fusion_bringup", description=__doc__.splitlines()[0])
     parser.add_argument("--modalities", default=",".join(MODALITIES), help="encoders to run, e.g. audio,imu")
     parser.add_argument("--threads", type=int, default=4, help="executor threads")
     opts = parser.parse_args(remove_ros_args(argv)[1:])
-    rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)  # see runner.run_node
-    nodes = []
-    try:
-        nodes = build_nodes(parse_modalities(opts.modalities))
-        executor = MultiThreadedExecutor(num_threads=opts.threads)
-        for n in nodes:
-            executor.add_node(n)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except (ValueError, FileNotFoundError) as exc:
-        rclpy.logging.get_logger("snn_fusion_bringup").fatal(f"refusing to start: {exc}")
-        return 2
-    finally:
-        for n in nodes:
-            shutdown = getattr(n, "on_shutdown", None)
-            if shutdown is not None:
-                shutdown()
-            n.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    modalities = parse_modalities(opts.modalities)
+    return run_nodes(lambda: build_nodes(modalities), argv, threads=opts.threads)
 
 
 if __name__ == "__main__":

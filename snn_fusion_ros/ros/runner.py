@@ -1,4 +1,4 @@
-"""The one ``main()`` shape every node shares (init, spin, clean shutdown)."""
+"""The one ``main()`` shape every node process shares (init, spin, clean shutdown)."""
 
 from __future__ import annotations
 
@@ -6,24 +6,27 @@ import sys
 from collections.abc import Callable
 
 
-def run_node(factory: Callable[[], object], args: list[str] | None = None) -> int:
-    """Create the node with ``factory()``, spin it until Ctrl-C / shutdown, then clean up.
+def run_nodes(factory: Callable[[], list], args: list[str] | None = None, threads: int = 1) -> int:
+    """Create the nodes with ``factory()``, spin them until Ctrl-C / shutdown, then clean up.
 
-    A node whose parameters are invalid raises ValueError in its constructor: the error is logged
-    and the process exits with status 2 (nothing half-started).
+    ``threads`` > 1 spins a multi-threaded executor (several nodes in one process). A node whose
+    parameters are invalid raises ValueError (or FileNotFoundError for a missing model) in its
+    constructor: the error is logged and the process exits with status 2 (nothing half-started).
+    Each node's ``on_shutdown()``, if it has one, runs before it is destroyed.
     """
     import rclpy
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
 
     # SIGINT arrives as KeyboardInterrupt with the context still valid, so on_shutdown() can still
     # publish (the encoders flush their last window) before rclpy shuts down.
     rclpy.init(args=args if args is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
-    node = None
+    nodes: list = []
     try:
-        node = factory()
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
+        nodes = list(factory())
+        executor = MultiThreadedExecutor(num_threads=threads) if threads > 1 else SingleThreadedExecutor()
+        for node in nodes:
+            executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
@@ -31,10 +34,15 @@ def run_node(factory: Callable[[], object], args: list[str] | None = None) -> in
         rclpy.logging.get_logger("snn_fusion_ros").fatal(f"refusing to start: {exc}")
         return 2
     finally:
-        if node is not None:
+        for node in nodes:
             shutdown = getattr(node, "on_shutdown", None)
             if shutdown is not None:
                 shutdown()
             node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def run_node(factory: Callable[[], object], args: list[str] | None = None) -> int:
+    """:func:`run_nodes` for one node on a single-threaded executor."""
+    return run_nodes(lambda: [factory()], args)
