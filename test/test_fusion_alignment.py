@@ -105,7 +105,7 @@ def test_missing_window_released_after_max_wait():
 
 
 def test_clock_jump_backwards_resets_alignment():
-    a = Aligner(AlignerConfig(modalities=("imu",), reset_backwards_ms=500))
+    a = Aligner(AlignerConfig(modalities=("imu",), reset_jump_ms=500))
     for k in range(100, 103):
         assert a.push(win("imu", k), 0)
     out = a.push(win("imu", 0), 0)  # a bag looped: 5 s back

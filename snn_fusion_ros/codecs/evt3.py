@@ -34,6 +34,7 @@ import numba as nb
 import numpy as np
 
 from snn_fusion_ros.codecs.layout import EVENT_DTYPE
+from snn_fusion_ros.errors import InputRejected
 
 # state vector slots
 _TH, _TL, _WRAPS, _Y, _BASE_X, _POL, _HAVE_TH, _UNANCHORED, _UNKNOWN = range(9)
@@ -263,11 +264,14 @@ def parse_raw_header(data: bytes) -> tuple[dict[str, str], int]:
 
 def raw_geometry(fields: dict[str, str]) -> tuple[int, int]:
     """``(width, height)`` from ``% geometry WxH`` or ``% format EVT3;height=H;width=W``; (0, 0) if absent."""
-    if "geometry" in fields:
-        w, _, h = fields["geometry"].partition("x")
-        return int(w), int(h)
-    opts = dict(kv.split("=", 1) for kv in fields.get("format", "").split(";") if "=" in kv)
-    return int(opts.get("width", 0)), int(opts.get("height", 0))
+    try:
+        if "geometry" in fields:
+            w, _, h = fields["geometry"].partition("x")
+            return int(w), int(h)
+        opts = dict(kv.split("=", 1) for kv in fields.get("format", "").split(";") if "=" in kv)
+        return int(opts.get("width", 0)), int(opts.get("height", 0))
+    except ValueError as exc:
+        raise InputRejected("corrupt", f"unreadable sensor geometry in the header: {exc}") from None
 
 
 def read_evt3_file(path: str | Path, time_base_ns: int = 0) -> tuple[np.ndarray, int, int]:
@@ -276,7 +280,7 @@ def read_evt3_file(path: str | Path, time_base_ns: int = 0) -> tuple[np.ndarray,
     fields, offset = parse_raw_header(data)
     evt = fields.get("evt", "3.0")
     if not evt.startswith("3"):
-        raise ValueError(f"{path}: header says evt {evt!r}; this reader handles EVT 3.0 only")
+        raise InputRejected("bad_encoding", f"{path}: header says evt {evt!r}; this reader handles EVT 3.0 only")
     width, height = raw_geometry(fields)
     events = Evt3Decoder(time_base_ns).decode(memoryview(data)[offset:])
     return events, width, height

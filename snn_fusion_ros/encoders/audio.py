@@ -62,6 +62,9 @@ SPIKING: tuple[str, ...] = ("delta", "lif")
 _NS = 1_000_000_000
 
 
+#: Highest accepted input sample rate, Hz (a rate from the wire can be up to 2**32 - 1).
+MAX_INPUT_RATE_HZ = 768_000
+
 @dataclass(frozen=True)
 class AudioEncoderConfig:
     """Parameters of :class:`AudioEncoder` (every field is a ROS parameter)."""
@@ -397,8 +400,8 @@ class AudioEncoder:
             raise self._reject("empty", "audio message carries no samples")
         if not np.issubdtype(samples.dtype, np.floating):
             raise self._reject("bad_encoding", f"samples dtype {samples.dtype}; expected float (full scale 1.0)")
-        if sample_rate_hz <= 0:
-            raise self._reject("out_of_range", f"sample_rate_hz={sample_rate_hz}; expected > 0")
+        if not 0 < sample_rate_hz <= MAX_INPUT_RATE_HZ:  # the resampler's filter grows with the rate ratio
+            raise self._reject("out_of_range", f"sample_rate_hz={sample_rate_hz}; expected 1 .. {MAX_INPUT_RATE_HZ}")
         if not np.all(np.isfinite(samples)):
             raise self._reject("non_finite", f"{int(np.count_nonzero(~np.isfinite(samples)))} NaN/inf samples")
         x = samples.astype(np.float64)
@@ -406,15 +409,16 @@ class AudioEncoder:
             x = x.mean(axis=1)
         out: list[SpikeWindow] = []
         stamp_ns = int(stamp_ns)
+        # Time is checked first: a refused chunk changes no state (and is counted once).
+        expected = self._expected_stamp() if self._seg_t0 is not None else self._last_end_ns
+        if expected is not None and stamp_ns < expected - self.step_ns:
+            raise self._reject("time_backwards", f"stamp {stamp_ns} ns is {expected - stamp_ns} ns before the "
+                                                 f"expected {expected} ns (tolerance one step, {self.step_ns} ns)")
         if self._rate is not None and sample_rate_hz != self._rate:
             self.rejections.add("rate_change", f"input rate {self._rate} -> {sample_rate_hz} Hz")
             self.stats.resets += 1
             out += self._end_segment()
-        expected = self._expected_stamp() if self._seg_t0 is not None else self._last_end_ns
         if expected is not None:
-            if stamp_ns < expected - self.step_ns:
-                raise self._reject("time_backwards", f"stamp {stamp_ns} ns is {expected - stamp_ns} ns before the "
-                                                     f"expected {expected} ns (tolerance one step, {self.step_ns} ns)")
             if stamp_ns > expected + self.step_ns and self._seg_t0 is not None:
                 self.stats.resets += 1
                 out += self._end_segment()

@@ -53,6 +53,9 @@ _MAX32 = (1 << 31) - 1
 _REBASE_US = 1 << 30  # keep map times within +-2**30 us (~18 min) of the epoch
 
 
+#: Largest accepted sensor side, pixels (per-pixel filter maps are allocated for the whole sensor).
+MAX_SENSOR_SIDE = 4096
+
 @dataclass(frozen=True)
 class DvsEncoderConfig:
     """Parameters of :class:`DvsEncoder` (every field is a ROS parameter)."""
@@ -269,8 +272,8 @@ class DvsEncoder:
             raise self._reject("empty", "event message carries no events")
         if n > cfg.max_events:
             raise self._reject("oversized", f"{n} events > max_events={cfg.max_events}")
-        if width <= 0 or height <= 0:
-            raise self._reject("bad_shape", f"sensor size {width}x{height}; both must be > 0")
+        if not (0 < width <= MAX_SENSOR_SIDE and 0 < height <= MAX_SENSOR_SIDE):
+            raise self._reject("bad_shape", f"sensor size {width}x{height}; each side must be 1 .. {MAX_SENSOR_SIDE}")
         if self._size != (width, height):
             if self._size is not None:
                 self.rejections.add("rate_change", f"resolution {self._size} -> {(width, height)}")

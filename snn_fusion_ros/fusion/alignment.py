@@ -9,8 +9,11 @@ oldest pending stamp has waited ``max_wait_ms`` (wall time), or when the buffer 
 * a window whose stamp is not newer than the last released one is ``late`` (dropped: its instant
   was already classified);
 * the same modality twice for one pending stamp is ``duplicate_seq`` (the second is dropped);
-* a stamp more than ``reset_backwards_ms`` older than the last released one means the clock jumped
-  back (a looping bag, a restarted sensor): the aligner resets and accepts it (``resets`` grows);
+* a stamp more than ``reset_jump_ms`` older than the last released one means the clock jumped back
+  (a looping bag, a restarted sensor), and one more than ``reset_jump_ms`` newer than the newest
+  window means it jumped forward: the aligner resets (waiting for every modality again) and accepts
+  it (``resets`` grows);
+* a late window still counts as progress of its modality (it is not stale, only late);
 * a modality is *expected* (waited for) while its newest window lags the newest window of any
   modality by at most ``stale_timeout_ms`` of sensor time (before its first window: while the
   stream is younger than that). A modality that fell further behind is stale: it is not waited
@@ -44,9 +47,9 @@ class AlignerConfig:
         "fusion until it returns", "ms", 1.0, 600000.0, runtime=True))
     max_pending: int = field(default=64, metadata=param("pending stamps kept before the oldest is forced out", "",
                                                         1, 100000))
-    reset_backwards_ms: float = field(default=1000.0, metadata=param(
-        "a stamp this much older than the last released one resets alignment (clock jumped back)", "ms",
-        1.0, 1e9))
+    reset_jump_ms: float = field(default=1000.0, metadata=param(
+        "a stamp this much older than the last classified one, or newer than the newest one, resets alignment "
+        "(sensor time jumped: a looping bag, a restarted sensor)", "ms", 1.0, 1e9))
 
     def __post_init__(self) -> None:
         validate_config(self)
@@ -121,14 +124,21 @@ class Aligner:
         if window.modality not in self.config.modalities:
             raise InputRejected("unknown_modality",
                                 f"{window.modality!r} is not fused here (modalities: {self.config.modalities})")
+        jump_ns = self.config.reset_jump_ms * 1e6
         last = self._last_released_stamp
+        head = max(self._newest_stamp.values()) if self._newest_stamp else None
+        if (last is not None and last - window.stamp_ns > jump_ns) or (head is not None
+                                                                       and window.stamp_ns - head > jump_ns):
+            self.resets += 1
+            self.reset()
+            last = None
         if last is not None and window.stamp_ns <= last:
-            if last - window.stamp_ns > self.config.reset_backwards_ms * 1e6:
-                self.resets += 1
-                self.reset()
-            else:
-                raise InputRejected("late", f"{window.modality} window {window.stamp_ns} ns is not newer than "
-                                            f"the last classified {last} ns")
+            # Late, but the modality is alive and this far along: record its progress so it is waited
+            # for again from the next instant on (otherwise it would look stale for good).
+            self._last_seen_ns[window.modality] = now_ns
+            self._newest_stamp[window.modality] = max(window.stamp_ns, self._newest_stamp.get(window.modality, 0))
+            raise InputRejected("late", f"{window.modality} window {window.stamp_ns} ns is not newer than "
+                                        f"the last classified {last} ns")
         pending = self._pending.get(window.stamp_ns)
         if pending is None:
             pending = self._pending[window.stamp_ns] = _Pending({}, now_ns)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from snn_fusion_ros.encoders.audio import MAX_INPUT_RATE_HZ
 from snn_fusion_ros.errors import InputRejected
 from snn_fusion_ros.spikes import MODALITIES, SpikeWindow, pack_spikes, unpack_spikes
 
@@ -21,9 +22,6 @@ AUDIO_FORMATS: dict[str, tuple[np.dtype, float]] = {
     "F32LE": (np.dtype("<f4"), 1.0),
 }
 
-#: Highest accepted audio sample rate, Hz (the encoder's resampler filter grows with the rate ratio, so
-#: an absurd rate from the wire - up to 2**32-1 - must be refused before it is designed).
-MAX_AUDIO_RATE_HZ = 768_000
 
 
 def ns_to_stamp(ns: int):
@@ -145,9 +143,9 @@ def msg_to_audio(msg, max_bytes: int) -> AudioChunk:
     if msg.sample_format not in AUDIO_FORMATS:
         raise InputRejected("bad_encoding",
                             f"sample_format {msg.sample_format!r}; expected one of {sorted(AUDIO_FORMATS)}")
-    if msg.channels == 0 or not 0 < msg.sample_rate_hz <= MAX_AUDIO_RATE_HZ:
+    if msg.channels == 0 or not 0 < msg.sample_rate_hz <= MAX_INPUT_RATE_HZ:
         raise InputRejected("bad_shape", f"channels={msg.channels}, sample_rate_hz={msg.sample_rate_hz}; expected "
-                                         f"channels >= 1 and 1 <= sample_rate_hz <= {MAX_AUDIO_RATE_HZ}")
+                                         f"channels >= 1 and 1 <= sample_rate_hz <= {MAX_INPUT_RATE_HZ}")
     raw = payload_view(msg.data)
     if raw.size == 0:
         raise InputRejected("empty", "AudioFrame with no samples")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from snn_fusion_ros.codecs.evt3 import Evt3Decoder
 from snn_fusion_ros.codecs.layout import EVENT_ENCODINGS
-from snn_fusion_ros.encoders.dvs import DvsEncoder, DvsEncoderConfig
+from snn_fusion_ros.encoders.dvs import MAX_SENSOR_SIDE, DvsEncoder, DvsEncoderConfig
 from snn_fusion_ros.errors import InputRejected
 from snn_fusion_ros.ros.convert import payload_view, stamp_to_ns
 from snn_fusion_ros.ros.encoder_node import MAX_STAMP_NS, EncoderNode
@@ -14,7 +14,6 @@ from snn_fusion_ros.ros.runner import run_node
 #: Largest sensor side accepted, pixels. The encoder keeps per-pixel filter maps (~8 bytes a pixel), so a
 #: message claiming a 2**32-pixel-wide sensor must be refused before anything is allocated; real event
 #: cameras are at most 1280 x 720 (EVT 3.0 carries 11-bit coordinates).
-MAX_SENSOR_SIDE = 4096
 
 
 class DvsEncoderNode(EncoderNode):
@@ -102,6 +101,11 @@ class DvsEncoderNode(EncoderNode):
             return self.encoder.push(events, *resolution)
         raise InputRejected("bad_encoding", f"event encoding {msg.encoding!r}; expected one of {EVENT_ENCODINGS}")
 
+
+    def on_stream_restart(self) -> None:
+        self._evt3.reset()
+        self._evt3_time_base = None
+        self._resolution = None
 
     def _heartbeat(self, msg) -> list:
         """A packet without events whose stamp is newer than the stream: "no events until stamp".

@@ -47,6 +47,9 @@ class EncoderNodeConfig:
     max_stamp_delay_s: float = field(default=5.0, metadata=param(
         "input stamps older than this (vs the node clock) report ERROR", "s", 0.0, 1e9, runtime=True))
     diagnostics_period_s: float = field(default=1.0, metadata=param("diagnostics period", "s", 0.05, 60.0))
+    reset_jump_s: float = field(default=1.0, metadata=param(
+        "an input stamp this much older than the newest one restarts the stream (a looping bag, a restarted "
+        "sensor): the open window is flushed and the encoder starts afresh", "s", 0.001, 1e6, runtime=True))
 
     def __post_init__(self) -> None:
         validate_config(self)
@@ -72,6 +75,9 @@ class EncoderNode(Node):
 
         self.rejections = RejectionCounter()
         self.sequence = SequenceTracker()
+        self._newest_stamp_ns: int | None = None
+        self.stream_restarts = 0
+        self._restarts_at_last_update = 0
         self.received = 0
         self.published = 0
         self._last_input_monotonic: float | None = None
@@ -145,10 +151,12 @@ class EncoderNode(Node):
             if not 0 <= stamp_ns <= MAX_STAMP_NS:  # builtin_interfaces/Time allows negative seconds
                 raise InputRejected("out_of_range", f"header stamp {stamp_ns} ns; expected 0 .. {MAX_STAMP_NS} ns "
                                                     f"(windows are stamped as ROS time)")
+            self._restart_if_time_jumped_back(stamp_ns)
             seq = self.message_seq(msg)
             if seq is not None:
                 self.sequence.check(int(seq), stamp_ns)
             windows = self.encode_message(msg)
+            self._newest_stamp_ns = max(self._newest_stamp_ns or 0, stamp_ns)
         except InputRejected as exc:
             if not getattr(exc, "counted", False):  # the core encoders count their own rejections
                 self.rejections.record(exc)
@@ -156,6 +164,23 @@ class EncoderNode(Node):
             return
         self.encode_ms.add((time.perf_counter() - t0) * 1e3)
         self.publish_windows(windows, msg.header.frame_id)
+
+    def _restart_if_time_jumped_back(self, stamp_ns: int) -> None:
+        """Documented rule: sensor time more than ``reset_jump_s`` before the newest stamp is a new stream."""
+        newest = self._newest_stamp_ns
+        if newest is None or newest - stamp_ns <= self.node_config.reset_jump_s * 1e9:
+            return
+        self.publish_windows(self.encoder.flush())
+        self.encoder = self.make_encoder(self.encoder_config)
+        self.sequence.reset()
+        self.on_stream_restart()
+        self._newest_stamp_ns = None
+        self.stream_restarts += 1
+        self.get_logger().warn(f"sensor time jumped back {(newest - stamp_ns) / 1e9:.3f} s: stream restarted "
+                               f"(restart {self.stream_restarts})")
+
+    def on_stream_restart(self) -> None:
+        """Subclasses forget per-stream decoding state here (the encoder is already new)."""
 
     def publish_windows(self, windows: list[SpikeWindow], input_frame_id: str = "") -> None:
         frame_id = self.node_config.frame_id or input_frame_id
@@ -192,6 +217,10 @@ class EncoderNode(Node):
             self.stamp_delay.run(status)
         status.add("topic", self.resolve_topic_name(self.input_topic))
         status.add("received", self.received)
+        if self.stream_restarts > self._restarts_at_last_update:
+            status.merge_summary(diag.WARN, "sensor time jumped back: stream restarted")
+            self._restarts_at_last_update = self.stream_restarts
+        status.add("stream restarts (time jumped back)", self.stream_restarts)
         status.add("missing (sequence gaps)", self.sequence.missing)
         status.add("publisher restarts", self.sequence.restarts)
 
