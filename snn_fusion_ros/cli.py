@@ -16,6 +16,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("snn_fusion_ros.bench.cli", "run benchmarks (encoders, backends, e2e, all)"),
     "info": ("snn_fusion_ros.backends.cli", "list backends, whether they can run here and why not"),
     "dataset": ("snn_fusion_ros.data.cli", "build / describe the fused digit data set (audio, emulated DVS, IMU)"),
+    "train": ("snn_fusion_ros.snn.train_cli", "train the fusion SNN on the built data set (checkpoints, resume)"),
+    "eval": ("snn_fusion_ros.snn.eval_cli", "accuracy on the test split: modalities, missing sets, noise, backends"),
     "make-bag": ("snn_fusion_ros.bags.cli_make", "write a rosbag2 bag from real recordings or the data set"),
     "replay": ("snn_fusion_ros.bags.cli_replay", "publish a bag with its original timing (and /clock)"),
     "record": ("snn_fusion_ros.bags.cli_record", "record topics (classifications, diagnostics) to MCAP"),

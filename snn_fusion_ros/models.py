@@ -16,7 +16,7 @@ def model_search_path() -> list[Path]:
 
         try:
             out.append(Path(get_package_share_directory("snn_fusion_ros")) / "models")
-        except PackageNotFoundError:
+        except (PackageNotFoundError, OSError, ValueError):  # no ament index / AMENT_PREFIX_PATH unset
             pass
     except ImportError:
         pass

@@ -115,3 +115,106 @@ def evaluate_decisions(model: FusionNet, inputs: Mapping[str, Any]) -> np.ndarra
         out = model.window_end_values(v).argmax(-1).numpy().astype(np.int64)
     model.reset()
     return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Helpers for `snn-fusion train` (epoch-level control: resumable optimiser state, missing-modality sets).
+
+#: Every way of losing one or two of the three modalities, as tuples of the missing ones.
+MISSING_SETS: tuple[tuple[str, ...], ...] = tuple(
+    tuple(m for j, m in enumerate(MODALITIES) if mask >> j & 1) for mask in (1, 2, 4, 3, 5, 6))
+
+
+def apply_missing_dropout(inputs: dict[str, torch.Tensor], p: float, gen: torch.Generator
+                          ) -> dict[str, torch.Tensor]:
+    """With probability ``p`` per sample, zero one of :data:`MISSING_SETS` chosen uniformly.
+
+    Unlike :func:`apply_modality_dropout` this also drops two modalities at once (never all three),
+    so the network learns to classify from any single modality.
+    """
+    if p <= 0:
+        return inputs
+    b = next(iter(inputs.values())).shape[0]
+    drop = torch.rand(b, generator=gen) < p
+    which = torch.randint(len(MISSING_SETS), (b,), generator=gen)
+    out = {}
+    for m, x in inputs.items():
+        hit = torch.tensor([m in s for s in MISSING_SETS])[which] & drop
+        out[m] = x * (~hit).to(x.dtype)[:, None, None]
+    return out
+
+
+def window_loss(ends: torch.Tensor, y: torch.Tensor, last_weight: float = 1.0) -> torch.Tensor:
+    """Cross-entropy of the window-end readout ``ends`` (B, W, C) against ``y`` (B,).
+
+    ``mean_w CE(ends[:, w], y) + last_weight * CE(ends[:, -1], y)``: every window is trained (the
+    streaming output is meaningful at every window) and the last one, the decision rule of
+    ``snn-fusion eval``, counts extra.
+    """
+    _, w, c = ends.shape
+    ce = torch.nn.functional.cross_entropy
+    return ce(ends.reshape(-1, c), y.repeat_interleave(w)) + last_weight * ce(ends[:, -1], y)
+
+
+def train_epoch(model: FusionNet, opt: torch.optim.Optimizer, batches: Iterable[Batch], gen: torch.Generator,
+                missing_dropout: float = 0.5, last_weight: float = 1.0,
+                on_batch: Callable[[float], None] | None = None) -> tuple[float, float]:
+    """One pass of Adam-style updates over ``batches``; returns (mean loss, last-window accuracy).
+
+    ``missing_dropout`` is the per-sample probability of :func:`apply_missing_dropout`.
+    """
+    model.train()
+    tot_loss, ok, n, nb = 0.0, 0, 0, 0
+    for inputs, labels in batches:
+        x = apply_missing_dropout({m: _as_tensor(a) for m, a in inputs.items()}, missing_dropout, gen)
+        y = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+        ends = model.window_end_values(model(x))
+        loss = window_loss(ends, y, last_weight)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        tot_loss += float(loss.detach())
+        ok += int((ends[:, -1].argmax(-1) == y).sum())
+        n += int(y.numel())
+        nb += 1
+        if on_batch is not None:
+            on_batch(float(loss.detach()))
+    if nb == 0:
+        raise ValueError("batches yielded nothing")
+    model.eval()
+    model.reset()
+    return tot_loss / nb, ok / max(1, n)
+
+
+def last_window_scores(model: FusionNet, inputs: Mapping[str, Any], batch_size: int = 256) -> np.ndarray:
+    """Readout membrane at the end of the last window, (S, C) float32, state reset per sequence."""
+    outs = []
+    n = len(next(iter(inputs.values())))
+    with torch.no_grad():
+        for lo in range(0, n, batch_size):
+            v = model({m: _as_tensor(a[lo: lo + batch_size]) for m, a in inputs.items()})
+            outs.append(model.window_end_values(v)[:, -1].numpy())
+    model.reset()
+    return np.concatenate(outs).astype(np.float32) if outs else np.zeros((0, model.config.num_classes), np.float32)
+
+
+def optimizer_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    """Adam state as flat named tensors (``opt.<i>.<key>``), for a safetensors checkpoint."""
+    out = {}
+    for i, st in opt.state_dict()["state"].items():
+        for k, v in st.items():
+            out[f"opt.{i}.{k}"] = torch.as_tensor(v).detach().clone().contiguous()
+    return out
+
+
+def load_optimizer_tensors(opt: torch.optim.Optimizer, tensors: Mapping[str, torch.Tensor]) -> None:
+    """Inverse of :func:`optimizer_tensors` (parameter groups of ``opt`` kept)."""
+    sd = opt.state_dict()
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for name, v in tensors.items():
+        if not name.startswith("opt."):
+            continue
+        _, i, k = name.split(".", 2)
+        state.setdefault(int(i), {})[k] = v.clone()
+    sd["state"] = state
+    opt.load_state_dict(sd)

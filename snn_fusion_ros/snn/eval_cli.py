@@ -1,0 +1,155 @@
+"""``snn-fusion eval``: accuracy of a model artifact on the test split (see :mod:`snn_fusion_ros.snn.evaluate`).
+
+The test streams are encoded with the encoder configuration stored in the artifact (what it was
+trained with). ``--user-audio DIR`` / ``--user-imu DIR`` replace that modality's test source by a
+user folder (:mod:`snn_fusion_ros.snn.user_data`); the fused test set is then re-paired by class
+(``pair_samples`` with ``default_rng(--seed)``, classes present in every source only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from snn_fusion_ros.spikes import MODALITIES
+
+BACKENDS_DEFAULT = "torch"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="", help="artifact directory or model name (default: the shipped default)")
+    parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    parser.add_argument("--backends", default=BACKENDS_DEFAULT,
+                        help="comma-separated backends to stream the test set through (torch,lava,akida,nir)")
+    parser.add_argument("--backend-samples", action="append", default=[], metavar="NAME=N",
+                        help="run backend NAME on the first N test samples only (default lava=40, others all)")
+    parser.add_argument("--cache", type=Path, default=None, help="data set cache (default: as `dataset build`)")
+    parser.add_argument("--build", default=None,
+                        help="build key (default: the build the model was trained on, else the full build of seed 0)")
+    parser.add_argument("--quick", action="store_true", help="evaluate on the --quick build (made if needed)")
+    parser.add_argument("--report-dir", type=Path, default=None,
+                        help="write confusion_matrix.png and raster_<modality>.png here")
+    parser.add_argument("--audio-snr-db", type=float, default=10.0, help="audio white-noise SNR (default 10 dB)")
+    parser.add_argument("--dvs-noise-hz", type=float, default=5.0,
+                        help="extra DVS noise events per pixel per second (default 5 Hz)")
+    parser.add_argument("--imu-noise-std", type=float, default=0.5,
+                        help="IMU accelerometer Gaussian noise std (default 0.5 m/s^2)")
+    parser.add_argument("--no-noise", action="store_true", help="skip the noise evaluation")
+    parser.add_argument("--user-audio", type=Path, default=None, help="folder <label>/*.wav replacing test audio")
+    parser.add_argument("--user-imu", type=Path, default=None, help="folder <label>/*.csv replacing test IMU")
+    parser.add_argument("--seed", type=int, default=0, help="seed of noise draws and user re-pairing")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _parse_samples(items: list[str]) -> dict[str, int | None]:
+    out: dict[str, int | None] = {}
+    for it in items:
+        name, sep, val = it.partition("=")
+        if not sep:
+            raise ValueError(f"--backend-samples {it!r}: expected NAME=N (N an integer or 'all')")
+        out[name] = None if val == "all" else int(val)
+    return out
+
+
+def build_eval_inputs(test_enc: Any, user: dict[str, Any], seed: int) -> Any:
+    """Fused :class:`EvalInputs` from the encoded test split, with user samples replacing modalities."""
+    from snn_fusion_ros.data.pairing import pair_samples
+    from snn_fusion_ros.snn.evaluate import EvalInputs
+
+    if not user:
+        return EvalInputs(test_enc.fused(), test_enc.pair_labels, {m: "test split" for m in MODALITIES})
+    spikes = {m: (user[m].spikes if m in user else test_enc.spikes[m]) for m in MODALITIES}
+    labels = {m: (user[m].labels if m in user else test_enc.labels[m]) for m in MODALITIES}
+    common = sorted(set.intersection(*(set(v.tolist()) for v in labels.values())))
+    if not common:
+        found = {m: sorted(set(v.tolist())) for m, v in labels.items()}
+        raise ValueError(f"no class is present in every source: {found}")
+    keep = {m: np.nonzero(np.isin(labels[m], common))[0] for m in MODALITIES}
+    p = pair_samples({m: labels[m][keep[m]] for m in MODALITIES}, np.random.default_rng(seed))
+    rows = np.stack([keep[m][p.index[:, i]] for i, m in enumerate(MODALITIES)], axis=1)
+    sources = {m: (f"user:{user[m].files[0].rsplit('/', 2)[0]}" if m in user else "test split") for m in MODALITIES}
+    return EvalInputs({m: spikes[m][rows[:, i]] for i, m in enumerate(MODALITIES)}, p.labels, sources), rows
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from snn_fusion_ros.data.builder import BuildConfig, build, default_cache
+    from snn_fusion_ros.data.dataset import load_split
+    from snn_fusion_ros.data.encode import EncoderConfigs, SensorNoise, encode_split
+    from snn_fusion_ros.models import resolve_model
+    from snn_fusion_ros.snn.artifact import ArtifactError, load_artifact
+    from snn_fusion_ros.snn.evaluate import EvalInputs, evaluate
+    from snn_fusion_ros.snn.user_data import load_user_modality
+
+    torch.set_num_threads(max(1, args.threads))
+    progress = not args.no_progress
+    try:
+        art = load_artifact(resolve_model(args.model))
+        samples = _parse_samples(args.backend_samples)
+    except (OSError, ArtifactError, ValueError) as exc:  # OSError: also FileNotFoundError, ament lookups
+        sys.stderr.write(f"snn-fusion eval: {exc}\n")
+        return 1
+    cache = args.cache if args.cache is not None else default_cache()
+    key = args.build
+    if key is None and not args.quick:
+        key = art.metadata.get("extra", {}).get("build")
+        if key is not None and not (Path(cache) / "builds" / key / "manifest.json").is_file():
+            key = None
+    if key is None:
+        key = build(BuildConfig.create(seed=0, quick=args.quick), cache=cache, progress=progress).name
+    cfgs = EncoderConfigs.from_dict(art.encoder_config)
+    ds = load_split("test", cache=cache, key=key)
+    test_enc = encode_split(ds, cfgs, progress=progress)
+    user = {}
+    try:
+        if args.user_audio is not None:
+            user["audio"] = load_user_modality("audio", args.user_audio, cfgs, ds.duration_ns, art.class_names)
+        if args.user_imu is not None:
+            user["imu"] = load_user_modality("imu", args.user_imu, cfgs, ds.duration_ns, art.class_names)
+    except (FileNotFoundError, ValueError) as exc:
+        sys.stderr.write(f"snn-fusion eval: {exc}\n")
+        return 1
+    built = build_eval_inputs(test_enc, user, args.seed)
+    test, rows = built if isinstance(built, tuple) else (built, None)
+    noise = noisy = None
+    if not args.no_noise:
+        noise = SensorNoise(audio_snr_db=args.audio_snr_db, dvs_noise_hz=args.dvs_noise_hz,
+                            imu_noise_std=args.imu_noise_std, seed=args.seed)
+        nenc = encode_split(ds, cfgs, noise=noise, progress=progress)
+        if rows is None:
+            noisy = EvalInputs(nenc.fused(), nenc.pair_labels)
+        else:  # user modalities stay clean; test modalities take their noisy encoding
+            noisy = EvalInputs({m: (test.inputs[m] if m in user else nenc.spikes[m][rows[:, i]])
+                                for i, m in enumerate(MODALITIES)}, test.labels)
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+
+    def log(line: str) -> None:
+        sys.stderr.write(line + "\n")
+
+    res = evaluate(art, test, noisy, noise, backends, samples, args.report_dir, progress, log)
+    res["build"] = key
+    if args.json:
+        sys.stdout.write(json.dumps(res, indent=1, sort_keys=True) + "\n")
+    else:
+        sys.stdout.write(f"model {res['model_version']} on {res['n_test']} test samples (build {key})\n")
+        sys.stdout.write(f"fused accuracy {res['fused_accuracy']:.4f}\n")
+        for k, v in res["modality_accuracy"].items():
+            sys.stdout.write(f"  {k} alone {v:.4f}\n")
+        for k, v in res["missing_modality_accuracy"].items():
+            sys.stdout.write(f"  missing {k} {v:.4f}\n")
+        for k, v in res.get("noise_accuracy", {}).items():
+            sys.stdout.write(f"  noisy {k} {v:.4f}\n")
+        for k, v in res["backend_accuracy"].items():
+            d = res["backend_details"].get(k, {})
+            lat = res["latency_ms_per_step"].get(k, {})
+            sys.stdout.write(f"  backend {k}: {v} on {d.get('n_samples', '-')} samples "
+                             f"(torch {d.get('torch_accuracy_same_samples')}), "
+                             f"{lat.get('median', float('nan')):.3f} ms/window median\n")
+    return 0

@@ -1,0 +1,305 @@
+"""``snn-fusion train``: train the fusion SNN on the built data set and write a model artifact.
+
+Pipeline: :func:`snn_fusion_ros.data.dataset.load_split` ("train") -> hold out a validation part
+(:func:`split_validation`: whole audio speakers, a contiguous block of DVS images, whole IMU series)
+-> :func:`snn_fusion_ros.data.encode.encode_split` (the node encoders and configuration, cached) ->
+per epoch a new random pairing ``pair_samples(..., default_rng([seed, epoch]))`` of the remaining
+samples, minibatches, surrogate-gradient Adam with missing-modality dropout
+(:func:`snn_fusion_ros.snn.training.apply_missing_dropout`: one or two modalities zeroed) ->
+validation accuracy (last-window decision, all modalities and every missing set) -> a checkpoint
+every epoch (safetensors + JSON, never pickle) and the artifact of the best validation epoch in
+``--out``. The test split is never read.
+
+``--resume`` continues from the checkpoint of the same run (same data, seed and settings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from snn_fusion_ros.data.encode import EncodedSplit, EncoderConfigs, encode_split, node_encoder_configs
+from snn_fusion_ros.data.pairing import pair_samples
+from snn_fusion_ros.params import param, validate_config
+from snn_fusion_ros.snn.config import FusionNetConfig
+from snn_fusion_ros.snn.network import FusionNet
+from snn_fusion_ros.snn.training import (
+    MISSING_SETS,
+    last_window_scores,
+    load_optimizer_tensors,
+    optimizer_tensors,
+    train_epoch,
+)
+from snn_fusion_ros.spikes import MODALITIES
+
+CLASS_NAMES: tuple[str, ...] = tuple(str(d) for d in range(10))
+CHECKPOINT_WEIGHTS = "checkpoint.safetensors"
+CHECKPOINT_STATE = "checkpoint.json"
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Hyper-parameters of a training run (recorded in the artifact's ``extra.training``)."""
+
+    seed: int = field(default=0, metadata=param("seed of init, validation split, pairing and dropout", "", 0,
+                                                2**31 - 1))
+    epochs: int = field(default=40, metadata=param("passes over the training part", "", 1, 100000))
+    batch_size: int = field(default=32, metadata=param("sequences per minibatch", "", 1, 4096))
+    lr: float = field(default=3e-3, metadata=param("Adam learning rate", "", 1e-7, 1.0))
+    lr_final_fraction: float = field(default=0.05, metadata=param(
+        "cosine schedule: final learning rate as a fraction of lr", "", 0.0, 1.0))
+    missing_dropout: float = field(default=0.5, metadata=param(
+        "probability per sample of dropping one or two modalities", "", 0.0, 1.0))
+    last_weight: float = field(default=1.0, metadata=param(
+        "extra weight of the last window's cross-entropy", "", 0.0, 100.0))
+    val_fraction: float = field(default=0.15, metadata=param(
+        "fraction of audio speakers / DVS images / IMU series per class held out for validation", "", 0.0,
+        0.9))
+    hidden_neurons: int = field(default=64, metadata=param("LIF neurons per modality population", "", 1, 4096))
+    fusion_neurons: int = field(default=64, metadata=param("LIF neurons of the fusion layer", "", 1, 4096))
+    readout_tau_mem_ms: float = field(default=200.0, metadata=param(
+        "membrane time constant of the readout", "ms", 0.01, 1e6))
+    readout_init_scale: float = field(default=0.1, metadata=param(
+        "factor on the initial readout weights (the leaky readout integrates ~tau/step steps, so unscaled "
+        "initial logits are ~30 and saturate the softmax)", "", 1e-4, 10.0))
+
+    def __post_init__(self) -> None:
+        validate_config(self)
+
+
+def split_validation(enc: EncodedSplit, fraction: float, rng: np.random.Generator
+                     ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(train, validation) sample indices per modality, disjoint by speaker / writer block / series.
+
+    * audio: ``ceil(fraction * n)`` of the synthetic (eSpeak) speakers, drawn with ``rng``; real
+      recorded speakers stay in training (there is only one in the train split);
+    * DVS: the last ``fraction`` of the image indices (a contiguous block: writers are stored in order);
+    * IMU: ``ceil(fraction * n_k)`` series of each class ``k`` (the class is the person).
+
+    With ``fraction == 0`` the validation part is empty.
+    """
+    train: dict[str, np.ndarray] = {}
+    val: dict[str, np.ndarray] = {}
+    spk = enc.speakers
+    synth = sorted({s for s in spk.tolist() if s.startswith("espeak:")})
+    n_val = int(np.ceil(fraction * len(synth))) if fraction > 0 else 0
+    held = set(rng.permutation(np.array(synth, dtype=object))[:n_val].tolist()) if n_val else set()
+    is_val = np.array([s in held for s in spk.tolist()], dtype=bool)
+    train["audio"], val["audio"] = np.nonzero(~is_val)[0], np.nonzero(is_val)[0]
+    n_d = len(enc.labels["dvs"])
+    cut = n_d - round(fraction * n_d)
+    train["dvs"], val["dvs"] = np.arange(cut), np.arange(cut, n_d)
+    lab = enc.labels["imu"]
+    v_imu = []
+    for k in np.unique(lab):
+        members = np.nonzero(lab == k)[0]
+        n_k = int(np.ceil(fraction * len(members))) if fraction > 0 else 0
+        n_k = min(n_k, len(members) - 1)
+        v_imu.extend(rng.permutation(members)[:n_k].tolist())
+    is_v = np.zeros(len(lab), dtype=bool)
+    is_v[np.asarray(v_imu, dtype=np.int64)] = True
+    train["imu"], val["imu"] = np.nonzero(~is_v)[0], np.nonzero(is_v)[0]
+    return train, val
+
+
+def paired_index(enc: EncodedSplit, subset: dict[str, np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """((N, 3) rows into ``enc.spikes[m]``, (N,) labels): samples ``subset[m]`` paired by class.
+
+    Only classes present in every modality's subset are paired (see ``pair_samples``).
+    """
+    common = set.intersection(*(set(enc.labels[m][subset[m]].tolist()) for m in MODALITIES))
+    subset = {m: v[np.isin(enc.labels[m][v], sorted(common))] for m, v in subset.items()}
+    p = pair_samples({m: enc.labels[m][subset[m]] for m in MODALITIES}, rng)
+    return np.stack([subset[m][p.index[:, i]] for i, m in enumerate(MODALITIES)], axis=1), p.labels
+
+
+def gather(enc: EncodedSplit, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """``{m: (len(rows), T, N_m)}`` float32 spikes of fused rows (N, 3)."""
+    return {m: enc.spikes[m][rows[:, i]].astype(np.float32) for i, m in enumerate(MODALITIES)}
+
+
+def accuracy_report(model: FusionNet, inputs: dict[str, np.ndarray], labels: np.ndarray) -> dict[str, float]:
+    """Last-window accuracy with all modalities (``"fused"``) and with each missing set missing."""
+    out = {"fused": float(np.mean(last_window_scores(model, inputs).argmax(-1) == labels))}
+    for miss in MISSING_SETS:
+        x = {m: (np.zeros_like(a) if m in miss else a) for m, a in inputs.items()}
+        out["-" + "-".join(miss)] = float(np.mean(last_window_scores(model, x).argmax(-1) == labels))
+    return out
+
+
+def selection_score(rep: dict[str, float]) -> float:
+    """Model-selection score on validation: mean of the fused accuracy and the mean missing-set accuracy."""
+    miss = [v for k, v in rep.items() if k != "fused"]
+    return 0.5 * rep["fused"] + 0.5 * float(np.mean(miss))
+
+
+def network_config(enc_cfgs: EncoderConfigs, s: TrainSettings) -> FusionNetConfig:
+    n = enc_cfgs.num_neurons
+    return FusionNetConfig(audio_neurons=n["audio"], dvs_neurons=n["dvs"], imu_neurons=n["imu"],
+                           hidden_neurons=s.hidden_neurons, fusion_neurons=s.fusion_neurons,
+                           num_classes=len(CLASS_NAMES), step_ms=enc_cfgs.audio.step_ms,
+                           steps_per_window=enc_cfgs.steps_per_window,
+                           readout_tau_mem_ms=s.readout_tau_mem_ms, seed=s.seed)
+
+
+def run_key(build_key: str, enc_cfgs: EncoderConfigs, s: TrainSettings) -> str:
+    """Identifies a run for ``--resume``: data build, encoders and every setting except epochs."""
+    d = dataclasses.asdict(s)
+    d.pop("epochs")
+    blob = json.dumps({"build": build_key, "enc": enc_cfgs.hash(), "settings": d}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def fit(train_enc: EncodedSplit, enc_cfgs: EncoderConfigs, settings: TrainSettings, out: Path,
+        checkpoint_dir: Path, build_key: str, resume: bool = False, progress: bool = True,
+        created_by: str | None = None, log: Any = None) -> dict[str, Any]:
+    """Train, checkpoint every epoch, keep the best-validation artifact in ``out``; returns a summary.
+
+    ``log`` (callable taking a str) receives one line per epoch.
+    """
+    from safetensors.torch import load_file, save_file
+
+    from snn_fusion_ros.snn.artifact import save_artifact
+
+    s = settings
+    rng_split = np.random.default_rng([s.seed, 1])
+    tr, va = split_validation(train_enc, s.val_fraction, rng_split)
+    val_rows, val_labels = (paired_index(train_enc, va, np.random.default_rng([s.seed, 2]))
+                            if all(len(v) for v in va.values()) else (None, None))
+    val_inputs = gather(train_enc, val_rows) if val_rows is not None else None
+    cfg = network_config(enc_cfgs, s)
+    model = FusionNet(cfg)
+    with torch.no_grad():
+        model.w_out.mul_(s.readout_init_scale)
+    opt = torch.optim.Adam(model.parameters(), lr=s.lr)
+    state: dict[str, Any] = {"epoch": 0, "history": [], "best_score": -1.0, "best_epoch": 0,
+                             "run_key": run_key(build_key, enc_cfgs, s), "train_seconds": 0.0}
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    ck_w, ck_s = checkpoint_dir / CHECKPOINT_WEIGHTS, checkpoint_dir / CHECKPOINT_STATE
+    if resume and ck_s.is_file() and ck_w.is_file():
+        saved = json.loads(ck_s.read_text())
+        if saved.get("run_key") != state["run_key"]:
+            raise ValueError(f"checkpoint in {checkpoint_dir} is of run {saved.get('run_key')}, "
+                             f"expected {state['run_key']} (different data or settings)")
+        tensors = load_file(str(ck_w))
+        model.load_artifact_tensors({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+        load_optimizer_tensors(opt, tensors)
+        state = saved
+    meta_extra = {"training": dataclasses.asdict(s), "build": build_key, "validation": {
+        m: len(v) for m, v in va.items()}, "train_samples": {m: len(v) for m, v in tr.items()}}
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=s.epochs, initial=state["epoch"], desc="train", unit="epoch")
+    for epoch in range(state["epoch"], s.epochs):
+        t0 = time.perf_counter()
+        lr = s.lr * (s.lr_final_fraction + (1 - s.lr_final_fraction) * 0.5 * (1 + np.cos(np.pi * epoch / s.epochs)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        rows, labels = paired_index(train_enc, tr, np.random.default_rng([s.seed, 3, epoch]))
+        gen = torch.Generator()
+        gen.manual_seed(s.seed * 100003 + epoch)
+        torch.manual_seed(s.seed * 100003 + epoch)
+
+        def batches(rows: np.ndarray = rows, labels: np.ndarray = labels):
+            for lo in range(0, len(rows), s.batch_size):
+                yield gather(train_enc, rows[lo: lo + s.batch_size]), labels[lo: lo + s.batch_size]
+
+        loss, acc = train_epoch(model, opt, batches(), gen, s.missing_dropout, s.last_weight)
+        rep = accuracy_report(model, val_inputs, val_labels) if val_inputs is not None else {}
+        score = selection_score(rep) if rep else float(epoch)
+        dt = time.perf_counter() - t0
+        state["train_seconds"] = float(state["train_seconds"]) + dt
+        state["history"].append({"epoch": epoch + 1, "loss": loss, "train_accuracy": acc, "lr": lr,
+                                 "val": rep, "seconds": dt})
+        state["epoch"] = epoch + 1
+        if score > state["best_score"]:
+            state["best_score"], state["best_epoch"] = score, epoch + 1
+            extra = dict(meta_extra, best_epoch=epoch + 1, validation_accuracy=rep, history=state["history"])
+            save_artifact(out, model, CLASS_NAMES, enc_cfgs.to_dict(), extra=extra, name=out.name,
+                          created_by=created_by)
+        tensors = {f"model.{k}": v for k, v in model.artifact_tensors().items()}
+        tensors.update(optimizer_tensors(opt))
+        save_file(tensors, str(ck_w))
+        ck_s.write_text(json.dumps(state, indent=1, sort_keys=True) + "\n")
+        if log is not None:
+            log(f"epoch {epoch + 1}/{s.epochs} loss {loss:.4f} train_acc {acc:.4f} lr {lr:.2e} "
+                f"val {json.dumps({k: round(v, 4) for k, v in rep.items()})} {dt:.1f}s")
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}", val=f"{rep.get('fused', float('nan')):.3f}")
+    if bar is not None:
+        bar.close()
+    return state
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d = TrainSettings()
+    parser.add_argument("--cache", type=Path, default=None, help="data set cache (default: as `dataset build`)")
+    parser.add_argument("--build", default=None, help="build key (default: the full build of --seed)")
+    parser.add_argument("--quick", action="store_true", help="use (and make if needed) the --quick build")
+    parser.add_argument("--seed", type=int, default=d.seed, help=f"seed of everything (default {d.seed})")
+    parser.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs (default {d.epochs})")
+    parser.add_argument("--batch-size", type=int, default=d.batch_size)
+    parser.add_argument("--lr", type=float, default=d.lr)
+    parser.add_argument("--missing-dropout", type=float, default=d.missing_dropout,
+                        help="probability of dropping one or two modalities per sample")
+    parser.add_argument("--val-fraction", type=float, default=d.val_fraction)
+    parser.add_argument("--hidden", type=int, default=d.hidden_neurons, help="neurons per modality population")
+    parser.add_argument("--fusion", type=int, default=d.fusion_neurons, help="fusion layer neurons")
+    parser.add_argument("--readout-tau-ms", type=float, default=d.readout_tau_mem_ms)
+    parser.add_argument("--out", type=Path, default=Path("models/default"), help="artifact directory")
+    parser.add_argument("--checkpoint-dir", type=Path, default=None,
+                        help="default <cache>/checkpoints/<run key>")
+    parser.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+    parser.add_argument("--params-file", type=Path, default=None,
+                        help="ROS parameter file with the encoder sections (default config/snn_fusion.yaml)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--workers", type=int, default=1, help="processes for encoding (default 1)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    from snn_fusion_ros.data.builder import BuildConfig, build, default_cache
+    from snn_fusion_ros.data.dataset import load_split
+
+    torch.set_num_threads(max(1, args.threads))
+    cache = args.cache if args.cache is not None else default_cache()
+    progress = not args.no_progress
+    key = args.build
+    if key is None:
+        key = build(BuildConfig.create(seed=args.seed, quick=args.quick), cache=cache, progress=progress).name
+    settings = TrainSettings(seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                             missing_dropout=args.missing_dropout, val_fraction=args.val_fraction,
+                             hidden_neurons=args.hidden, fusion_neurons=args.fusion,
+                             readout_tau_mem_ms=args.readout_tau_ms)
+    enc_cfgs = node_encoder_configs(args.params_file)
+    ds = load_split("train", cache=cache, key=key)
+    enc = encode_split(ds, enc_cfgs, progress=progress, workers=args.workers)
+    ck = args.checkpoint_dir or Path(cache) / "checkpoints" / run_key(key, enc_cfgs, settings)
+    tail = sys.argv[2:] if len(sys.argv) > 1 and sys.argv[1] == "train" else sys.argv[1:]
+    created_by = " ".join(["snn-fusion", "train", *(shlex.quote(a) for a in tail)])
+
+    def log(line: str) -> None:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    state = fit(enc, enc_cfgs, settings, args.out, ck, key, resume=args.resume, progress=progress,
+                created_by=created_by, log=log)
+    sys.stdout.write(json.dumps({"out": str(args.out), "best_epoch": state["best_epoch"],
+                                 "best_validation_score": state["best_score"], "epochs": state["epoch"],
+                                 "train_seconds": round(state["train_seconds"], 1),
+                                 "checkpoint_dir": str(ck)}, indent=1) + "\n")
+    return 0

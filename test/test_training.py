@@ -1,0 +1,186 @@
+"""Training on the real (quick) data set: encode cache, validation split, resume, a short run that learns.
+
+Uses the ``--quick`` build in the default data cache (built once, ~25 s; the Asterisk .deb and aeon
+wheel are fetched from Debian / PyPI on first use and cached).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from snn_fusion_ros.data.encode import (
+    EncoderConfigs,
+    SensorNoise,
+    encode_split,
+    node_encoder_configs,
+    windows_to_array,
+)
+from snn_fusion_ros.snn import train_cli
+from snn_fusion_ros.snn.artifact import load_artifact
+from snn_fusion_ros.snn.training import MISSING_SETS, apply_missing_dropout, last_window_scores
+from snn_fusion_ros.spikes import MODALITIES, SpikeWindow
+
+pytestmark = pytest.mark.unit
+
+pytest.importorskip("espeakng_loader", reason="espeakng-loader not installed")
+
+
+@pytest.fixture(scope="module")
+def quick_key() -> str:
+    from snn_fusion_ros.data.builder import BuildConfig, build
+
+    return build(BuildConfig.create(quick=True)).name
+
+
+@pytest.fixture(scope="module")
+def quick_train(quick_key, tmp_path_factory):
+    from snn_fusion_ros.data.dataset import load_split
+
+    return encode_split(load_split("train", key=quick_key), cache_dir=tmp_path_factory.mktemp("enc"), progress=False)
+
+
+def test_node_configs_match_the_parameter_file():
+    cfgs = node_encoder_configs()
+    assert cfgs.num_neurons == {"audio": 64, "dvs": 512, "imu": 48}, cfgs.num_neurons
+    assert cfgs.steps_per_window == 10
+    assert EncoderConfigs.from_dict(cfgs.to_dict()) == cfgs
+    assert json.loads(json.dumps(cfgs.to_dict())) == cfgs.to_dict()
+
+
+def test_windows_placed_by_stamp():
+    w = SpikeWindow("imu", np.ones((10, 3), bool), stamp_ns=100_000_000, step_ns=5_000_000, seq=0)
+    late = SpikeWindow("imu", np.ones((10, 3), bool), stamp_ns=2_000_000_000, step_ns=5_000_000, seq=1)
+    arr = windows_to_array([w, late], n_windows=4, steps=10, neurons=3, window_ns=50_000_000)
+    assert arr.shape == (40, 3)
+    assert arr[10:20].all() and not arr[:10].any() and not arr[20:].any()
+
+
+def test_encode_cache_is_deterministic(quick_key, tmp_path):
+    from snn_fusion_ros.data.dataset import load_split
+
+    ds = load_split("test", key=quick_key)
+    a = encode_split(ds, cache_dir=tmp_path / "a", progress=False)
+    b = encode_split(ds, cache_dir=tmp_path / "b", progress=False, workers=2)
+    fa, fb = (tmp_path / d / f"{a.key}.npz" for d in ("a", "b"))
+    assert a.key == b.key
+    assert fa.read_bytes() == fb.read_bytes(), "same data and configs must give byte-identical cache files"
+    c = encode_split(ds, cache_dir=tmp_path / "a", progress=False)  # read back from the cache
+    for m in MODALITIES:
+        assert a.spikes[m].dtype == bool and a.spikes[m].shape[1:] == (200, node_encoder_configs().num_neurons[m])
+        np.testing.assert_array_equal(a.spikes[m], c.spikes[m])
+        assert a.spikes[m].any(), f"{m}: no spikes at all"
+    noisy = encode_split(ds, noise=SensorNoise(audio_snr_db=0.0, dvs_noise_hz=20.0, imu_noise_std=1.0),
+                         cache_dir=tmp_path / "a", progress=False)
+    assert noisy.key != a.key
+    for m in MODALITIES:
+        assert not np.array_equal(noisy.spikes[m], a.spikes[m]), f"{m}: noise changed nothing"
+
+
+def test_encode_matches_streaming_node_encoder(quick_key):
+    """Chunked pushes through the node encoder give the cached tensor (what the nodes publish)."""
+    from snn_fusion_ros.data.dataset import load_split
+    from snn_fusion_ros.encoders.imu import ImuEncoder
+
+    ds = load_split("test", key=quick_key)
+    enc = encode_split(ds, use_cache=False, progress=False)
+    cfg = node_encoder_configs().imu
+    e = ImuEncoder(cfg)
+    wins = []
+    for lo in range(0, len(ds.imu_stamps_ns), 7):
+        wins += e.push(ds.imu_stamps_ns[lo: lo + 7], ds.imu_accel[0][lo: lo + 7], None)
+    wins += e.flush()
+    arr = windows_to_array(wins, 20, 10, cfg.num_neurons, 50_000_000)
+    np.testing.assert_array_equal(arr, enc.spikes["imu"][0])
+
+
+def test_validation_split_is_disjoint(quick_train):
+    tr, va = train_cli.split_validation(quick_train, 0.3, np.random.default_rng(0))
+    spk = quick_train.speakers
+    assert not set(spk[tr["audio"]]) & set(spk[va["audio"]]), "a speaker is in both parts"
+    assert "allison" in set(spk[tr["audio"]]), "the real recorded speaker stays in training"
+    assert len(va["audio"]) > 0 and len(va["dvs"]) > 0 and len(va["imu"]) > 0
+    assert tr["dvs"].max() < va["dvs"].min(), "DVS validation must be a contiguous final block"
+    for m in MODALITIES:
+        assert not set(tr[m].tolist()) & set(va[m].tolist())
+        assert len(tr[m]) + len(va[m]) == len(quick_train.labels[m])
+    assert set(quick_train.labels["imu"][tr["imu"]].tolist()) == set(range(10)), "every class keeps IMU series"
+
+
+def test_missing_dropout_drops_one_or_two_never_three():
+    g = torch.Generator()
+    g.manual_seed(0)
+    x = {m: torch.ones(400, 2, 3) for m in MODALITIES}
+    out = apply_missing_dropout(x, 1.0, g)
+    present = torch.stack([out[m].flatten(1).any(1) for m in MODALITIES], 1).sum(1)
+    assert set(present.tolist()) == {1, 2}
+    assert len(MISSING_SETS) == 6 and all(1 <= len(s) <= 2 for s in MISSING_SETS)
+    assert apply_missing_dropout(x, 0.0, g) is x
+
+
+def _settings(**kw) -> train_cli.TrainSettings:
+    base = {"epochs": 2, "hidden_neurons": 16, "fusion_neurons": 16, "batch_size": 16, "val_fraction": 0.2}
+    base.update(kw)
+    return train_cli.TrainSettings(**base)
+
+
+def test_resume_equals_uninterrupted(quick_train, tmp_path):
+    cfgs = node_encoder_configs()
+    torch.set_num_threads(1)
+    full = train_cli.fit(quick_train, cfgs, _settings(epochs=2), tmp_path / "full", tmp_path / "ck_full", "k",
+                         progress=False)
+    train_cli.fit(quick_train, cfgs, _settings(epochs=1), tmp_path / "part", tmp_path / "ck_part", "k",
+                  progress=False)
+    resumed = train_cli.fit(quick_train, cfgs, _settings(epochs=2), tmp_path / "part", tmp_path / "ck_part", "k",
+                            resume=True, progress=False)
+    assert resumed["epoch"] == full["epoch"] == 2
+    from safetensors.torch import load_file
+
+    a = load_file(str(tmp_path / "ck_full" / train_cli.CHECKPOINT_WEIGHTS))
+    b = load_file(str(tmp_path / "ck_part" / train_cli.CHECKPOINT_WEIGHTS))
+    assert a.keys() == b.keys() and any(k.startswith("opt.") for k in a)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], msg=f"tensor {k} differs after resume")
+    with pytest.raises(ValueError, match="checkpoint"):
+        train_cli.fit(quick_train, cfgs, _settings(epochs=3, lr=1e-3), tmp_path / "x", tmp_path / "ck_part", "k",
+                      resume=True, progress=False)
+
+
+@pytest.mark.slow
+def test_short_training_beats_chance_on_held_out_test(quick_key, quick_train, tmp_path):
+    """A few epochs of a small net on the quick build classify unseen test samples far above 10 %."""
+    from snn_fusion_ros.data.dataset import load_split
+
+    torch.set_num_threads(2)
+    cfgs = node_encoder_configs()
+    out = tmp_path / "model"
+    state = train_cli.fit(quick_train, cfgs, _settings(epochs=6, hidden_neurons=32, fusion_neurons=32), out,
+                          tmp_path / "ck", quick_key, progress=False, created_by="snn-fusion train --quick")
+    art = load_artifact(out)
+    assert art.metadata["created_by"] == "snn-fusion train --quick"
+    assert art.metadata["encoder_config"] == cfgs.to_dict()
+    assert art.metadata["input_neurons"] == cfgs.num_neurons
+    assert art.class_names == tuple(str(d) for d in range(10))
+    assert 1 <= art.metadata["extra"]["best_epoch"] <= state["epoch"]
+    test = encode_split(load_split("test", key=quick_key), cfgs, cache_dir=tmp_path / "enc", progress=False)
+    pred = last_window_scores(art.build_model(), {m: a.astype(np.float32) for m, a in test.fused().items()})
+    acc = float(np.mean(pred.argmax(-1) == test.pair_labels))
+    # seeded run: 0.41 measured (the quick build has 110 training pairs); chance is 0.1
+    assert acc >= 0.3, f"held-out test accuracy {acc:.3f} (chance 0.1)"
+
+
+def test_train_cli_writes_artifact(quick_key, tmp_path):
+    p = argparse.ArgumentParser()
+    train_cli.add_arguments(p)
+    args = p.parse_args(["--build", quick_key, "--epochs", "1", "--hidden", "8", "--fusion", "8",
+                         "--out", str(tmp_path / "m"), "--checkpoint-dir", str(tmp_path / "ck"), "--no-progress",
+                         "--threads", "1"])
+    assert train_cli.run(args) == 0
+    art = load_artifact(tmp_path / "m")
+    assert art.config.num_classes == 10 and art.config.hidden_neurons == 8
+    assert (tmp_path / "ck" / train_cli.CHECKPOINT_WEIGHTS).is_file()
+    assert not list((tmp_path / "ck").glob("*.pt")), "checkpoints are safetensors, never pickle"
