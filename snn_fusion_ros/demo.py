@@ -137,6 +137,8 @@ class Monitor:
 
         def on_diag(msg) -> None:
             with s.lock:
+                if not s.results:  # before data flows every input is STALE by definition
+                    return
                 for st in msg.status:
                     lvl = st.level[0] if isinstance(st.level, bytes) else int(st.level)
                     s.diag_levels.setdefault(st.name, []).append(lvl)
@@ -336,7 +338,7 @@ def _print_summary(summary: dict, console) -> None:
         f" (fallback in {summary['fallback_windows']} windows)" if summary["fallback_windows"] else ""))
     t.add_row("rejected inputs", ", ".join(f"{k}: {v}" for k, v in sorted(summary["rejected"].items())) or "none")
     worst = summary["diagnostics_worst"]
-    t.add_row("diagnostics (worst seen)", ", ".join(f"{k}: {v}" for k, v in sorted(worst.items())))
+    t.add_row("diagnostics (worst while classifying)", ", ".join(f"{k}: {v}" for k, v in sorted(worst.items())))
     t.add_row("replay", f"{summary.get('replay_s', float('nan')):.1f} s at {summary['rate']}x")
     console.print(t)
 

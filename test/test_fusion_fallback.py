@@ -136,3 +136,20 @@ def test_bad_lists_are_refused(artifact):
         BackendChain(["torch", "torch"], artifact)
     with pytest.raises(BackendsExhausted, match="unknown backend 'tpu'"):
         BackendChain(["tpu"], artifact)
+
+
+def test_last_backend_is_waited_for_not_retired_when_slow(artifact):
+    class Slow(TorchBackend):
+        """Fault injection: a step slower than the deadline."""
+
+        def _step(self, inputs):
+            import time
+
+            time.sleep(0.3)
+            return super()._step(inputs)
+
+    chain = BackendChain(["slow"], artifact, step_timeout_ms=100, factory=factory(slow=Slow))
+    res = chain.step(window(artifact))
+    assert res.backend == "slow" and chain.failures() == {} and chain.overruns == 1
+    assert "no fallback left" in chain.events[-1].message
+    chain.close()

@@ -4,7 +4,9 @@
 active backend (in a worker thread when ``step_timeout_ms`` > 0) and checks its result. A backend
 that raises, exceeds the deadline, or returns garbage (wrong shape, NaN/inf, not a distribution) is
 retired, the next one in the list is loaded (if not yet) and reset, and the *same window* is
-stepped on it, so no window is lost. The new backend starts from a reset state (the recurrent state
+stepped on it, so no window is lost. The last usable backend is never retired for a slow step:
+with nothing to fall back to, the chain waits for it and counts the overrun. The new backend
+starts from a reset state (the recurrent state
 of the failed one is not transferable); this is reported. A hung backend's worker thread cannot be
 killed in Python: it is abandoned and keeps its thread until it returns.
 """
@@ -76,6 +78,7 @@ class BackendChain:
         self._active = -1
         self.events: list[ChainEvent] = []
         self.switches = 0
+        self.overruns = 0  # deadline overruns of the last backend (waited for: nothing to fall back to)
         self._activate_from(0)
 
     # --- state ----------------------------------------------------------------------------------
@@ -149,7 +152,17 @@ class BackendChain:
         try:
             return future.result(timeout=self.step_timeout_ms / 1e3)
         except concurrent.futures.TimeoutError:
+            if not self._fallback_left():
+                # No backend to fall back to: retiring this one would stop classification for good.
+                # Wait for the slow step instead, and report the overrun.
+                self.overruns += 1
+                self._record(slot.name, f"step exceeded its deadline of {self.step_timeout_ms:g} ms; no fallback "
+                                        f"left, waited for it")
+                return future.result()
             raise TimeoutError(f"step exceeded its deadline of {self.step_timeout_ms:g} ms") from None
+
+    def _fallback_left(self) -> bool:
+        return any(not s.failed for s in self._slots[self._active + 1:])
 
     def _check(self, probs: Any) -> np.ndarray:
         n = len(self.artifact.class_names)

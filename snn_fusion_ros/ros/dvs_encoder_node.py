@@ -53,14 +53,23 @@ class DvsEncoderNode(EncoderNode):
         return DvsEncoder(config)
 
     def warm_up(self) -> None:
-        """Compile the numba kernels (decoder, filters) now, not on the first sensor packet."""
+        """Compile the numba kernels now, not on the first sensor packets: the EVT3 decoder, and the
+        encoding pass for both input paths (xytp records carry uint32 times, decoded events int64)
+        with both spike collection strategies (sparse and dense packets)."""
+        import numpy as np
+
         from snn_fusion_ros.codecs.evt3 import encode_evt3
         from snn_fusion_ros.codecs.layout import empty_events
+        from snn_fusion_ros.codecs.xytp import encode_xytp
 
-        ev = empty_events(4)
-        ev["t"] = [0, 1000, 2000, 60_000_000]
-        Evt3Decoder().decode(encode_evt3(ev))
-        self.make_encoder(self.encoder_config).push(ev, 8, 8)
+        rng = np.random.default_rng(0)
+        for n in (4, 20_000):
+            ev = empty_events(n)
+            ev["t"] = np.sort(rng.integers(0, 60_000_000, n))
+            ev["x"], ev["y"], ev["p"] = rng.integers(0, 64, n), rng.integers(0, 64, n), rng.integers(0, 2, n)
+            Evt3Decoder().decode(encode_evt3(ev))
+            self.make_encoder(self.encoder_config).push(ev, 64, 64)
+            self.make_encoder(self.encoder_config).push_xytp(encode_xytp(ev, 0), 0, 64, 64)
 
     def encode_message(self, msg):
         # Checked before the resolution-change flush below: a malformed packet must not end the stream.

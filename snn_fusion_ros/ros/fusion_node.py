@@ -97,6 +97,7 @@ class FusionNode(Node):
         names = [self.cfg.backend] + [b for b in self.cfg.fallback_backends if b != self.cfg.backend]
         options = {"torch": {"device": self.cfg.torch_device}}
         self.chain = BackendChain(names, self.artifact, step_timeout_ms=self.cfg.step_timeout_ms, options=options)
+        self._warm_up()
         self._last_failure_time: float | None = time.monotonic() if self.chain.failures() else None
         for name, why in self.chain.failures().items():
             self.get_logger().error(f"backend {name} unavailable: {why}")
@@ -148,6 +149,14 @@ class FusionNode(Node):
             f"model {self.artifact.version} ({len(self.artifact.class_names)} classes) on "
             f"{self.chain.active_name} [{self.chain.active.capabilities().device}], modalities "
             f"{list(self.align_cfg.modalities)}")
+
+    def _warm_up(self) -> None:
+        """One silent window through the backend (lazy initialisation), then a reset: the first real
+        window is not late."""
+        cfg = self.artifact.config
+        zeros = {m: np.zeros((cfg.steps_per_window, n), dtype=bool) for m, n in cfg.input_sizes.items()}
+        self.chain.step(zeros)
+        self.chain.reset()
 
     # --- configuration --------------------------------------------------------------------------
 
@@ -311,6 +320,7 @@ class FusionNode(Node):
         status.add("hardware present", caps.hardware_present)
         status.add("fallback active", self.chain.fallback_active)
         status.add("backend failures", "; ".join(f"{k}: {v}" for k, v in self.chain.failures().items()) or "none")
+        status.add("backend deadline overruns", self.chain.overruns)
         status.add("model version", self.artifact.version)
         status.add("modalities configured", ", ".join(self.align_cfg.modalities))
         status.add("modalities alive", ", ".join(alive))
