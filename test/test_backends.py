@@ -272,3 +272,18 @@ def test_torch_backend_online_stdp_changes_weights_and_checkpoints(artifact, win
     assert not torch.equal(be.model.w_fuse.detach(), w0)
     state = be.stdp.state_dict()
     np.testing.assert_array_equal(state["w_fuse"], be.model.w_fuse.detach().numpy())
+
+
+@pytest.mark.unit
+def test_lava_imports_after_the_process_fixed_its_multiprocessing_context():
+    """lava sets the start method at import; a process that used multiprocessing before must still load it."""
+    import subprocess
+    import sys
+
+    code = ("import multiprocessing as mp; mp.get_start_method(); "
+            "from snn_fusion_ros.backends.registry import backend_availability; "
+            "ok, why = backend_availability('lava'); print(ok, why)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    if "not importable: ImportError" in out.stdout or "No module named 'lava'" in out.stdout:
+        pytest.skip(f"lava-nc not installed: {out.stdout.strip()}")
+    assert out.stdout.startswith("True"), out.stdout + out.stderr

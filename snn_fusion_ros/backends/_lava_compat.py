@@ -10,6 +10,11 @@ only, reads the installed source, rewrites ``= ByteEncoder()`` to
 ``= field(default_factory=ByteEncoder)`` (the same default, a fresh instance per object), compiles
 and executes it as the module. Byte-code caches are bypassed for that module. The hook is installed
 only by the lava backend, is idempotent, and does nothing when the pattern is absent (a fixed lava).
+
+A second rewrite, in ``lava/magma/runtime/message_infrastructure/multiprocessing.py``: lava calls
+``multiprocessing.set_start_method('fork')`` at import, which raises "context has already been set"
+in any process that already used multiprocessing (a benchmark run before it, a data loader). The
+call gets ``force=True``: Lava's runtime needs fork, which is Linux's default anyway.
 """
 
 from __future__ import annotations
@@ -21,9 +26,17 @@ import sys
 from pathlib import Path
 
 TARGET = "lava.magma.compiler.var_model"
+MP_TARGET = "lava.magma.runtime.message_infrastructure.multiprocessing"
 _PATTERN = "= ByteEncoder()"
 _REPLACEMENT = "= _snn_fusion_dc_field(default_factory=ByteEncoder)"
 _IMPORT = "from dataclasses import field as _snn_fusion_dc_field\n"
+_MP_PATTERN = "mp.set_start_method('fork')"
+_MP_REPLACEMENT = "mp.set_start_method('fork', force=True)"
+
+
+def patch_mp_source(src: str) -> str:
+    """Return ``src`` with lava's start-method call made idempotent (unchanged if absent)."""
+    return src.replace(_MP_PATTERN, _MP_REPLACEMENT)
 
 
 def patch_source(src: str) -> str:
@@ -38,26 +51,32 @@ def patch_source(src: str) -> str:
 
 
 class _PatchingLoader(importlib.abc.Loader):
-    def __init__(self, origin: str) -> None:
+    def __init__(self, origin: str, patch) -> None:
         self.origin = origin
+        self.patch = patch
 
     def create_module(self, spec):  # default module creation
         return None
 
     def exec_module(self, module) -> None:
         src = Path(self.origin).read_text(encoding="utf-8")
-        code = compile(patch_source(src), self.origin, "exec")
+        code = compile(self.patch(src), self.origin, "exec")
         exec(code, module.__dict__)
+
+
+_PATCHES = {TARGET: patch_source, MP_TARGET: patch_mp_source}
 
 
 class _Finder(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname, path=None, target=None):
-        if fullname != TARGET:
+        patch = _PATCHES.get(fullname)
+        if patch is None:
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is None or not spec.origin or not spec.origin.endswith(".py"):
             return spec
-        return importlib.util.spec_from_file_location(fullname, spec.origin, loader=_PatchingLoader(spec.origin))
+        return importlib.util.spec_from_file_location(fullname, spec.origin,
+                                                      loader=_PatchingLoader(spec.origin, patch))
 
 
 def installed() -> bool:
@@ -66,6 +85,6 @@ def installed() -> bool:
 
 def install() -> None:
     """Install the finder (idempotent). Must run before the first ``import lava.magma``."""
-    if sys.version_info < (3, 11) or installed():
+    if installed():
         return
     sys.meta_path.insert(0, _Finder())

@@ -129,6 +129,9 @@ def rows(result: dict[str, Any]) -> list[Row]:
     for name in ORDER:
         e = result.get(name, {})
         if not e.get("available"):
+            if e:
+                out.append(Row("backends", f"{name}: not available", float("nan"), "", "", None, None,
+                               e.get("reason", "")[:200].replace("|", "/")))
             continue
         v = e["step_ms_p50"]
         out.append(Row("backends", f"{name} window step p50 ({e['device']})", v, "ms", "torch window step p50",
