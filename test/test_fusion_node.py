@@ -151,7 +151,10 @@ def test_backend_raising_midstream_falls_back_within_one_window(rclpy_context, e
     d = rig.latest_diag()
     assert level(d) == 2 and "injected accelerator fault" in d.message
     fusion.cfg = type(fusion.cfg)(**{**fusion.cfg.__dict__, "error_hold_s": 0.0})
-    d = rig.latest_diag()
+    for _ in range(3):  # a periodic update computed before the change may still arrive after it
+        d = rig.latest_diag()
+        if level(d) == 1:
+            break
     assert level(d) == 1 and "fallback" in d.message
 
 

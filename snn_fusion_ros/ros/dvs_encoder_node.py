@@ -63,7 +63,7 @@ class DvsEncoderNode(EncoderNode):
         from snn_fusion_ros.codecs.xytp import encode_xytp
 
         rng = np.random.default_rng(0)
-        for n in (4, 20_000):
+        for n in (4, min(20_000, self.encoder_config.max_events)):
             ev = empty_events(n)
             ev["t"] = np.sort(rng.integers(0, 60_000_000, n))
             ev["x"], ev["y"], ev["p"] = rng.integers(0, 64, n), rng.integers(0, 64, n), rng.integers(0, 2, n)

@@ -129,4 +129,4 @@ class OnlineSTDP:
         with torch.no_grad():
             self.model.w_fuse.copy_(torch.from_numpy(w))
         self.x, self.y = x.copy(), y.copy()
-        self.updates = int(np.asarray(state.get("updates", 0)))
+        self.updates = int(np.asarray(state.get("updates", 0)).reshape(-1)[0])
