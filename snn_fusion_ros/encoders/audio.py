@@ -48,9 +48,9 @@ import scipy.signal
 
 from snn_fusion_ros.encoders.windows import (
     EncoderStats,
+    StreamingEncoder,
     WindowAssembler,
     count_rejection,
-    replace_runtime,
     window_geometry,
 )
 from snn_fusion_ros.errors import InputRejected, RejectionCounter
@@ -325,7 +325,7 @@ class StreamingResampler:
         return y
 
 
-class AudioEncoder:
+class AudioEncoder(StreamingEncoder):
     """Streaming audio encoder; see the module docstring for the stages and rules.
 
     Example
@@ -346,14 +346,6 @@ class AudioEncoder:
         self.stats = EncoderStats()
         self._asm = WindowAssembler("audio", self.window_ns, self.step_ns, self.num_neurons, cfg.max_gap_windows)
         self.reset()
-
-    @property
-    def num_neurons(self) -> int:
-        return self.config.num_neurons
-
-    def reconfigure(self, **changes) -> None:
-        """Change runtime parameters (``param(runtime=True)``) without losing stream state."""
-        self.config = replace_runtime(self.config, changes)
 
     def reset(self) -> None:
         """Forget all stream state (segment, filters, spiking state, open window, seq)."""

@@ -38,10 +38,10 @@ import numpy as np
 from snn_fusion_ros.codecs.xytp import view_xytp
 from snn_fusion_ros.encoders.windows import (
     EncoderStats,
+    StreamingEncoder,
     WindowAssembler,
     count_rejection,
     dedupe_spikes,
-    replace_runtime,
     window_geometry,
 )
 from snn_fusion_ros.errors import InputRejected, RejectionCounter
@@ -168,7 +168,7 @@ def encode_events_numba(x, y, t, t_scale, t_offset, p, width, height, start_t, l
     counts[3] = cur
 
 
-class DvsEncoder:
+class DvsEncoder(StreamingEncoder):
     """Streaming DVS encoder; see the module docstring for the pipeline and rules.
 
     Example
@@ -188,14 +188,6 @@ class DvsEncoder:
         self._asm = WindowAssembler("dvs", self.window_ns, self.step_ns, self.num_neurons,
                                     self.config.max_gap_windows)
         self.reset()
-
-    @property
-    def num_neurons(self) -> int:
-        return self.config.num_neurons
-
-    def reconfigure(self, **changes) -> None:
-        """Change runtime parameters (``param(runtime=True)``) without losing stream state."""
-        self.config = replace_runtime(self.config, changes)
 
     def reset(self) -> None:
         """Forget all stream state (filter maps, open window, watermark, seq)."""

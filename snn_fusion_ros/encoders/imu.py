@@ -42,6 +42,7 @@ import numpy as np
 
 from snn_fusion_ros.encoders.windows import (
     EncoderStats,
+    StreamingEncoder,
     WindowAssembler,
     count_rejection,
     replace_runtime,
@@ -164,7 +165,7 @@ def _imu_code(t, v, present, coding, thr, scale, max_rate, pop, gap_ns, state, r
     return n_out
 
 
-class ImuEncoder:
+class ImuEncoder(StreamingEncoder):
     """Streaming IMU encoder; see the module docstring for codings and rules.
 
     Example
@@ -190,10 +191,6 @@ class ImuEncoder:
         self._thr = np.array([cfg.accel_thresholds] * 3 + [cfg.gyro_thresholds] * 3, np.float64).reshape(6, cfg.levels)
         self._scale = np.array([cfg.accel_full_scale] * 3 + [cfg.gyro_full_scale] * 3, np.float64)
         self._coding = CODINGS.index(cfg.coding)
-
-    @property
-    def num_neurons(self) -> int:
-        return self.config.num_neurons
 
     def reconfigure(self, **changes) -> None:
         """Change runtime parameters (``param(runtime=True)``) without losing stream state.

@@ -228,3 +228,18 @@ def count_rejection(counter: RejectionCounter, exc: InputRejected) -> InputRejec
     counter.record(exc)
     exc.counted = True  # type: ignore[attr-defined]
     return exc
+
+
+class StreamingEncoder:
+    """What the three streaming encoders share: ``config`` with a ``num_neurons`` property, and runtime
+    reconfiguration through :func:`replace_runtime` (only ``param(runtime=True)`` fields may change)."""
+
+    config: Any
+
+    @property
+    def num_neurons(self) -> int:
+        return self.config.num_neurons
+
+    def reconfigure(self, **changes) -> None:
+        """Change runtime parameters (``param(runtime=True)``) without losing stream state."""
+        self.config = replace_runtime(self.config, changes)
