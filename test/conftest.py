@@ -167,14 +167,7 @@ def tiny_model(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def encoder_sized_model(tmp_path_factory) -> Path:
     """An untrained 10-class model whose inputs match the encoders' defaults (config/snn_fusion.yaml)."""
-    from snn_fusion_ros.encoders.audio import AudioEncoder
-    from snn_fusion_ros.encoders.dvs import DvsEncoder
-    from snn_fusion_ros.encoders.imu import ImuEncoder
-    from snn_fusion_ros.snn.artifact import save_artifact
-    from snn_fusion_ros.snn.config import FusionNetConfig
-    from snn_fusion_ros.snn.network import FusionNet
+    from snn_fusion_ros.snn.artifact import save_untrained_encoder_sized
 
-    cfg = FusionNetConfig(audio_neurons=AudioEncoder().num_neurons, dvs_neurons=DvsEncoder().num_neurons,
-                          imu_neurons=ImuEncoder().num_neurons, num_classes=10, seed=5)
-    return save_artifact(tmp_path_factory.mktemp("model") / "sized", FusionNet(cfg), [str(i) for i in range(10)],
-                         {}, created_by="test/conftest.py encoder_sized_model")
+    return save_untrained_encoder_sized(tmp_path_factory.mktemp("model") / "sized", num_classes=10, seed=5,
+                                        created_by="test/conftest.py encoder_sized_model")

@@ -34,19 +34,10 @@ IMU_PERIOD_NS = 5_000_000
 def _bench_model(folder: Path) -> Path:
     """An untrained network with the encoders' neuron counts and 10 ms windows (latency does not depend
     on the weights' values)."""
-    from snn_fusion_ros.encoders.audio import AudioEncoder, AudioEncoderConfig
-    from snn_fusion_ros.encoders.dvs import DvsEncoder, DvsEncoderConfig
-    from snn_fusion_ros.encoders.imu import ImuEncoder, ImuEncoderConfig
-    from snn_fusion_ros.snn.artifact import save_artifact
-    from snn_fusion_ros.snn.config import FusionNetConfig
-    from snn_fusion_ros.snn.network import FusionNet
+    from snn_fusion_ros.snn.artifact import save_untrained_encoder_sized
 
-    cfg = FusionNetConfig(audio_neurons=AudioEncoder(AudioEncoderConfig()).num_neurons,
-                          dvs_neurons=DvsEncoder(DvsEncoderConfig()).num_neurons,
-                          imu_neurons=ImuEncoder(ImuEncoderConfig()).num_neurons,
-                          num_classes=10, step_ms=1.0, steps_per_window=10)
-    return save_artifact(folder / "bench_e2e", FusionNet(cfg), [str(i) for i in range(10)], {},
-                         created_by="snn-fusion bench e2e")
+    return save_untrained_encoder_sized(folder / "bench_e2e", num_classes=10, step_ms=1.0, steps_per_window=10,
+                                        created_by="snn-fusion bench e2e")
 
 
 class _Player:

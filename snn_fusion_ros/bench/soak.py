@@ -54,19 +54,10 @@ JUNK_SEQ0 = 1 << 40  # malformed messages carry seq numbers far above the valid 
 
 def bench_model(folder: Path) -> Path:
     """An untrained network whose input sizes match the encoders' default num_neurons (50 ms windows)."""
-    from snn_fusion_ros.encoders.audio import AudioEncoder, AudioEncoderConfig
-    from snn_fusion_ros.encoders.dvs import DvsEncoder, DvsEncoderConfig
-    from snn_fusion_ros.encoders.imu import ImuEncoder, ImuEncoderConfig
-    from snn_fusion_ros.snn.artifact import save_artifact
-    from snn_fusion_ros.snn.config import FusionNetConfig
-    from snn_fusion_ros.snn.network import FusionNet
+    from snn_fusion_ros.snn.artifact import save_untrained_encoder_sized
 
-    cfg = FusionNetConfig(audio_neurons=AudioEncoder(AudioEncoderConfig()).num_neurons,
-                          dvs_neurons=DvsEncoder(DvsEncoderConfig()).num_neurons,
-                          imu_neurons=ImuEncoder(ImuEncoderConfig()).num_neurons,
-                          num_classes=4, seed=11)
-    return save_artifact(folder / "soak_model", FusionNet(cfg), ["a", "b", "c", "d"], {},
-                         created_by="snn_fusion_ros.bench.soak")
+    return save_untrained_encoder_sized(folder / "soak_model", num_classes=4, seed=11,
+                                        created_by="snn_fusion_ros.bench.soak")
 
 
 def node_commands(model: Path, diagnostics_period_s: float = 0.25, max_wait_ms: float = 2000.0,
