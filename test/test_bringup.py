@@ -24,7 +24,10 @@ def test_bringup_process_classifies_live_streams_and_exits_cleanly(rclpy_context
 
     proc = node_process(["-m", "snn_fusion_ros.ros.bringup", "--modalities", "audio,dvs,imu", "--ros-args",
                          "--params-file", str(REPO / "config" / "snn_fusion.yaml"),
-                         "-p", f"fusion:model_path:={encoder_sized_model}"])
+                         "-p", f"fusion:model_path:={encoder_sized_model}",
+                         # a generous wait: on a loaded machine a slice can reach the node later than the
+                         # YAML's 30 ms; what this test checks is that all three are fused, not the timing
+                         "-p", "fusion:alignment.max_wait_ms:=2000.0"])
     node = rclpy.create_node("bringup_test", context=rclpy_context)
     executor.add_node(node)
     results = []
@@ -49,11 +52,9 @@ def test_bringup_process_classifies_live_streams_and_exits_cleanly(rclpy_context
         pubs["imu"].publish(imu_to_msg(t + 10_000_000, rng.normal(0, 1, 3), rng.normal(0, 0.1, 3)))
         spin_until(executor, lambda: False, 0.01)
     assert spin_until(executor, lambda: len(results) >= 10, 20), f"{len(results)} classifications"
-    # every modality is fused (a window whose last sample is later than alignment.max_wait_ms of
-    # wall time on a loaded machine goes without it, by design - that is timing, not asserted here)
-    for m in ("audio", "dvs", "imu"):
-        share = np.mean([m in r.modalities_used for r in results])
-        assert share >= 0.5, (m, [list(r.modalities_used) for r in results])
+    # every modality is fused in every window whose data was all published
+    used = [sorted(r.modalities_used) for r in results[:10]]
+    assert all(u == ["audio", "dvs", "imu"] for u in used), used
     stamps = [r.header.stamp.sec * 10**9 + r.header.stamp.nanosec for r in results]
     assert stamps == sorted(stamps) and all(s % W == 0 for s in stamps)
     output = proc.stop()  # SIGINT; the fixture asserts that nothing of the process group survives

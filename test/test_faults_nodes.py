@@ -58,6 +58,7 @@ def test_sigkill_and_restart(victim, tmp_path, ros_msgs):
     rclpy.init(context=ctx)
     executor = MultiThreadedExecutor(num_threads=2, context=ctx)
     stop = threading.Event()
+    th = None
     try:
         procs.start_all()
         node = rclpy.create_node("fault_player", context=ctx)
@@ -133,6 +134,8 @@ def test_sigkill_and_restart(victim, tmp_path, ros_msgs):
         assert recovery < 1.0, f"{victim}: {recovery:.2f} s from restart to a full result"
     finally:
         stop.set()
+        if th is not None:  # the player must not publish into a context being shut down
+            th.join(timeout=5)
         executor.shutdown(timeout_sec=2)
         rclpy.try_shutdown(context=ctx)
         leftover = procs.stop()
