@@ -22,7 +22,7 @@ from snn_fusion_ros.data.encode import (
 )
 from snn_fusion_ros.snn import train_cli
 from snn_fusion_ros.snn.artifact import load_artifact
-from snn_fusion_ros.snn.training import MISSING_SETS, apply_missing_dropout, last_window_scores
+from snn_fusion_ros.snn.training import MISSING_SETS, apply_missing_dropout, augment_spikes, last_window_scores
 from snn_fusion_ros.spikes import MODALITIES, SpikeWindow
 
 pytestmark = pytest.mark.unit
@@ -120,6 +120,26 @@ def test_missing_dropout_drops_one_or_two_never_three():
     assert set(present.tolist()) == {1, 2}
     assert len(MISSING_SETS) == 6 and all(1 <= len(s) <= 2 for s in MISSING_SETS)
     assert apply_missing_dropout(x, 0.0, g) is x
+
+
+def test_augment_spikes_shifts_streams_and_deletes_spikes():
+    g = torch.Generator()
+    g.manual_seed(0)
+    x = {m: torch.zeros(300, 20, 4) for m in MODALITIES}
+    for m in MODALITIES:
+        x[m][:, 10, :] = 1.0  # one column of spikes at step 10
+    out = augment_spikes(x, 3, 0.0, g)
+    for m in MODALITIES:
+        where = out[m].sum(2).argmax(1) - 10
+        assert out[m].sum() == x[m].sum()  # a shift inside the sequence keeps every spike
+        assert set(where.tolist()) == set(range(-3, 4))  # every shift in [-3, 3] is drawn
+    assert not torch.equal(out["audio"], out["dvs"])  # each modality is shifted on its own
+    edge = augment_spikes({"audio": torch.ones(50, 20, 2)}, 5, 0.0, g)["audio"]
+    assert edge.sum() < 50 * 20 * 2  # shifted-in steps are zeros
+    dropped = augment_spikes({"dvs": torch.ones(10, 100, 100)}, 0, 0.25, g)["dvs"]
+    assert set(torch.unique(dropped).tolist()) == {0.0, 1.0}
+    assert abs(float(dropped.mean()) - 0.75) < 0.01
+    assert augment_spikes(x, 0, 0.0, g) is x
 
 
 def _settings(**kw) -> train_cli.TrainSettings:

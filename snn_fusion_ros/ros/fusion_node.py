@@ -254,7 +254,9 @@ class FusionNode(Node):
             self._last_scores = result.probs
         if self.fused % self.cfg.publish_every_n_windows:
             return
-        latency_ms = (self.get_clock().now().nanoseconds - fused.stamp_ns) / 1e6
+        now_ns = self.get_clock().now().nanoseconds
+        # with use_sim_time and no /clock received yet the clock reads 0: no latency can be measured
+        latency_ms = (now_ns - fused.stamp_ns) / 1e6 if now_ns > 0 else float("nan")
         msg = classification_to_msg(
             stamp_ns=fused.stamp_ns, scores=result.probs, class_names=list(self.artifact.class_names),
             modalities_used=list(fused.modalities), backend=result.backend, backend_device=result.device,
@@ -262,7 +264,8 @@ class FusionNode(Node):
             seq=self.published, min_confidence=self.cfg.min_confidence)
         self.publisher.publish(msg)
         self.published += 1
-        self.latency_ms.add(latency_ms)
+        if now_ns > 0:
+            self.latency_ms.add(latency_ms)
         if self.metrics is not None:
             self.metrics.windows.inc()
             self.metrics.latency_p50.set(self.latency_ms.percentiles()[0])

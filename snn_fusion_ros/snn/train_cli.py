@@ -63,6 +63,11 @@ class TrainSettings:
         "probability per sample of dropping one or two modalities", "", 0.0, 1.0))
     last_weight: float = field(default=1.0, metadata=param(
         "extra weight of the last window's cross-entropy", "", 0.0, 100.0))
+    shift_steps: int = field(default=0, metadata=param(
+        "augmentation: random shift of each modality's stream per sample, up to this many steps either way",
+        "steps", 0, 1000))
+    spike_drop: float = field(default=0.0, metadata=param(
+        "augmentation: probability of deleting each input spike", "", 0.0, 0.9))
     val_fraction: float = field(default=0.15, metadata=param(
         "fraction of audio speakers / DVS images / IMU series per class held out for validation", "", 0.0,
         0.9))
@@ -217,7 +222,8 @@ def fit(train_enc: EncodedSplit, enc_cfgs: EncoderConfigs, settings: TrainSettin
             for lo in range(0, len(rows), s.batch_size):
                 yield gather(train_enc, rows[lo: lo + s.batch_size]), labels[lo: lo + s.batch_size]
 
-        loss, acc = train_epoch(model, opt, batches(), gen, s.missing_dropout, s.last_weight)
+        loss, acc = train_epoch(model, opt, batches(), gen, s.missing_dropout, s.last_weight,
+                                shift_steps=s.shift_steps, spike_drop=s.spike_drop)
         rep = accuracy_report(model, val_inputs, val_labels) if val_inputs is not None else {}
         score = selection_score(rep) if rep else float(epoch)
         dt = time.perf_counter() - t0
@@ -256,6 +262,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=d.lr)
     parser.add_argument("--missing-dropout", type=float, default=d.missing_dropout,
                         help="probability of dropping one or two modalities per sample")
+    parser.add_argument("--shift-steps", type=int, default=d.shift_steps,
+                        help="augmentation: max random shift per modality and sample, steps (default 0)")
+    parser.add_argument("--spike-drop", type=float, default=d.spike_drop,
+                        help="augmentation: probability of deleting an input spike (default 0)")
     parser.add_argument("--val-fraction", type=float, default=d.val_fraction)
     parser.add_argument("--hidden", type=int, default=d.hidden_neurons, help="neurons per modality population")
     parser.add_argument("--fusion", type=int, default=d.fusion_neurons, help="fusion layer neurons")
@@ -284,7 +294,8 @@ def run(args: argparse.Namespace) -> int:
     settings = TrainSettings(seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              missing_dropout=args.missing_dropout, val_fraction=args.val_fraction,
                              hidden_neurons=args.hidden, fusion_neurons=args.fusion,
-                             readout_tau_mem_ms=args.readout_tau_ms)
+                             readout_tau_mem_ms=args.readout_tau_ms, shift_steps=args.shift_steps,
+                             spike_drop=args.spike_drop)
     enc_cfgs = node_encoder_configs(args.params_file)
     ds = load_split("train", cache=cache, key=key)
     enc = encode_split(ds, enc_cfgs, progress=progress, workers=args.workers)

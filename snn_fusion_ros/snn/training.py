@@ -144,6 +144,33 @@ def apply_missing_dropout(inputs: dict[str, torch.Tensor], p: float, gen: torch.
     return out
 
 
+def augment_spikes(inputs: dict[str, torch.Tensor], shift_steps: int, drop: float, gen: torch.Generator
+                   ) -> dict[str, torch.Tensor]:
+    """Spike-level augmentation of a training batch ``{m: (B, T, N_m)}``.
+
+    * ``shift_steps``: each sample's stream of each modality moves by an integer ``s`` drawn uniformly
+      from ``[-shift_steps, shift_steps]`` steps (zeros shifted in): the sensors of a fused sample
+      are not recorded together, and a word or a gesture does not start at the same instant twice.
+    * ``drop``: every input spike is deleted with this probability (sensor noise, a quieter voice).
+
+    Both are off at 0, and then ``inputs`` is returned unchanged.
+    """
+    if shift_steps <= 0 and drop <= 0:
+        return inputs
+    out = {}
+    for m, x in inputs.items():
+        b, t, n = x.shape
+        if shift_steps > 0:
+            s = torch.randint(-shift_steps, shift_steps + 1, (b, 1), generator=gen)
+            src = torch.arange(t)[None, :] - s  # output step j reads input step j - s
+            valid = ((src >= 0) & (src < t)).to(x.dtype)[:, :, None]
+            x = torch.take_along_dim(x, src.clamp(0, t - 1)[:, :, None].expand(b, t, n), dim=1) * valid
+        if drop > 0:
+            x = x * (torch.rand(x.shape, generator=gen) >= drop).to(x.dtype)
+        out[m] = x
+    return out
+
+
 def window_loss(ends: torch.Tensor, y: torch.Tensor, last_weight: float = 1.0) -> torch.Tensor:
     """Cross-entropy of the window-end readout ``ends`` (B, W, C) against ``y`` (B,).
 
@@ -158,15 +185,18 @@ def window_loss(ends: torch.Tensor, y: torch.Tensor, last_weight: float = 1.0) -
 
 def train_epoch(model: FusionNet, opt: torch.optim.Optimizer, batches: Iterable[Batch], gen: torch.Generator,
                 missing_dropout: float = 0.5, last_weight: float = 1.0,
-                on_batch: Callable[[float], None] | None = None) -> tuple[float, float]:
+                on_batch: Callable[[float], None] | None = None, shift_steps: int = 0,
+                spike_drop: float = 0.0) -> tuple[float, float]:
     """One pass of Adam-style updates over ``batches``; returns (mean loss, last-window accuracy).
 
-    ``missing_dropout`` is the per-sample probability of :func:`apply_missing_dropout`.
+    ``missing_dropout`` is the per-sample probability of :func:`apply_missing_dropout`;
+    ``shift_steps`` and ``spike_drop`` configure :func:`augment_spikes` (applied first).
     """
     model.train()
     tot_loss, ok, n, nb = 0.0, 0, 0, 0
     for inputs, labels in batches:
-        x = apply_missing_dropout({m: _as_tensor(a) for m, a in inputs.items()}, missing_dropout, gen)
+        x = augment_spikes({m: _as_tensor(a) for m, a in inputs.items()}, shift_steps, spike_drop, gen)
+        x = apply_missing_dropout(x, missing_dropout, gen)
         y = torch.as_tensor(np.asarray(labels), dtype=torch.long)
         ends = model.window_end_values(model(x))
         loss = window_loss(ends, y, last_weight)
