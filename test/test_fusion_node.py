@@ -42,7 +42,7 @@ class Rig:
         self.pubs = {m: self.node.create_publisher(SpikeTrain, f"{m}_encoder/spikes", spikes_qos()) for m in SIZES}
         self.results = []
         self.diags = []
-        self.node.create_subscription(Classification, "fusion/classification", self.results.append, results_qos())
+        self.node.create_subscription(Classification, "fusion/classification", self.results.append, results_qos(500))
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
         assert spin_until(executor, lambda: all(p.get_subscription_count() for p in self.pubs.values()), 10)
         # Matching is not symmetric in time: give the readers a moment to match these writers too, or
