@@ -50,6 +50,34 @@ class NeuronBase(torch.nn.Module):
         self.state = {k: v.clone() for k, v in state.items()}
 
 
+class CurrentBased(NeuronBase):
+    """Current-based (CuBa) dynamics, ``I[t] = alpha I[t-1] + x[t]``, ``V[t] = beta V[t-1] + I[t]``:
+    the part the LIF layer and the leaky-integrator readout share.
+
+    Parameters
+    ----------
+    alpha: synaptic current decay per step, in [0, 1].
+    beta: membrane decay per step, in [0, 1].
+    """
+
+    state_names = ("syn", "mem")
+
+    def __init__(self, alpha: float, beta: float) -> None:
+        super().__init__()
+        for name, v in (("alpha", alpha), ("beta", beta)):
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {v}")
+        self.alpha = float(alpha)
+        self.beta = float(beta)
+
+    def integrate(self, x: torch.Tensor) -> torch.Tensor:
+        """Advance the current by input ``x``; returns the new membrane (not stored: the caller stores it)."""
+        self.ensure_state(x)
+        syn = self.alpha * self.state["syn"] + x
+        self.state["syn"] = syn
+        return self.beta * self.state["mem"] + syn
+
+
 class SpikingNeuron(NeuronBase):
     """Base of spiking neurons: threshold, reset mechanism and surrogate chosen once here.
 

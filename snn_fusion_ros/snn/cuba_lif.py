@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import torch
 
-from snn_fusion_ros.snn.base import SpikingNeuron
+from snn_fusion_ros.snn.base import CurrentBased, SpikingNeuron
 
 
 class CubaLIF(SpikingNeuron):
@@ -39,22 +39,17 @@ class CubaLIF(SpikingNeuron):
     threshold, reset_mechanism, surrogate, surrogate_slope: see :class:`SpikingNeuron`.
     """
 
-    state_names = ("syn", "mem")
+    state_names = CurrentBased.state_names
 
     def __init__(self, alpha: float, beta: float, threshold: float = 1.0, reset_mechanism: str = "zero",
                  surrogate: str = "fast_sigmoid", surrogate_slope: float = 10.0) -> None:
         super().__init__(threshold, reset_mechanism, surrogate, surrogate_slope)
-        for name, v in (("alpha", alpha), ("beta", beta)):
-            if not 0.0 <= v <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {v}")
-        self.alpha = float(alpha)
-        self.beta = float(beta)
+        self.dynamics = CurrentBased(alpha, beta)  # shares ``state`` with this layer (below)
+        self.dynamics.state = self.state
+        self.alpha, self.beta = self.dynamics.alpha, self.dynamics.beta
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.ensure_state(x)
-        syn = self.alpha * self.state["syn"] + x
-        mem = self.beta * self.state["mem"] + syn
-        spk, mem = self.fire_and_reset(mem)
-        self.state["syn"] = syn
+        self.dynamics.state = self.state  # reset() / set_state() replace the dict
+        spk, mem = self.fire_and_reset(self.dynamics.integrate(x))
         self.state["mem"] = mem
         return spk

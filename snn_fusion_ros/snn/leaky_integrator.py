@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import torch
 
-from snn_fusion_ros.snn.base import NeuronBase
+from snn_fusion_ros.snn.base import CurrentBased
 
 
-class CubaLI(NeuronBase):
+class CubaLI(CurrentBased):
     """Leaky integrator layer; call with the input current (batch, n), returns the membrane (batch, n).
 
     Parameters
@@ -29,20 +29,6 @@ class CubaLI(NeuronBase):
     beta: membrane decay per step, in [0, 1].
     """
 
-    state_names = ("syn", "mem")
-
-    def __init__(self, alpha: float, beta: float) -> None:
-        super().__init__()
-        for name, v in (("alpha", alpha), ("beta", beta)):
-            if not 0.0 <= v <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {v}")
-        self.alpha = float(alpha)
-        self.beta = float(beta)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.ensure_state(x)
-        syn = self.alpha * self.state["syn"] + x
-        mem = self.beta * self.state["mem"] + syn
-        self.state["syn"] = syn
-        self.state["mem"] = mem
+        mem = self.state["mem"] = self.integrate(x)
         return mem
