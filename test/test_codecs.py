@@ -307,6 +307,16 @@ def test_es_random_body_never_crashes(tmp_path, body):
         assert np.all(ev["x"] < 64) and np.all(ev["y"] < 48)
 
 
+@pytest.mark.parametrize("size", [12, 13, 16, 19])
+def test_es_truncated_header_rejected(tmp_path, size):
+    """Found by the fuzzer: a file cut inside its 20-byte header raised IndexError."""
+    p = tmp_path / "cut.es"
+    p.write_bytes((b"Event Stream" + bytes([2, 0, 0, 1]) + np.array([64, 48], "<u2").tobytes())[:size])
+    with pytest.raises(InputRejected) as info:
+        read_es(p)
+    assert info.value.reason == "corrupt" and "header truncated" in str(info.value)
+
+
 def test_es_wrong_type_rejected(tmp_path):
     p = tmp_path / "atis.es"
     p.write_bytes(b"Event Stream" + bytes([2, 0, 0, 2, 1, 0, 1, 0]))

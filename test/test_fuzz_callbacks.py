@@ -97,6 +97,23 @@ def _stamp(msg, s, ns) -> None:
 
 # --- audio ---------------------------------------------------------------------------------------
 
+def fuzz_node(node, messages, max_size: int) -> "Outcomes":
+    """Feed hypothesis-drawn lists of ``messages`` (each list a fresh stream) to ``node``'s callback;
+    every message must be accepted or counted as rejected. Returns the outcomes for further checks."""
+    out = Outcomes(node)
+
+    @SETTINGS
+    @given(msgs=st.lists(messages, min_size=1, max_size=max_size))
+    def run(msgs):
+        fresh_stream(node)
+        for m in msgs:
+            out.feed(m)
+
+    run()
+    out.check(node.received)
+    return out
+
+
 @st.composite
 def audio_msgs(draw):
     from snn_fusion_ros.msg import AudioFrame
@@ -131,18 +148,8 @@ def test_audio_encoder_callback_fuzz(rclpy_context, ros_msgs):
 
     node = AudioEncoderNode(context=rclpy_context,
                             parameter_overrides=[Parameter("max_message_bytes", value=256 * 1024)])
-    out = Outcomes(node)
-
-    @SETTINGS
-    @given(msgs=st.lists(audio_msgs(), min_size=1, max_size=8))
-    def run(msgs):
-        fresh_stream(node)
-        for m in msgs:
-            out.feed(m)
-
     try:
-        run()
-        out.check(node.received)
+        out = fuzz_node(node, audio_msgs(), 8)
         assert out.accepted > 0 and out.rejected > 0, (out.accepted, out.rejected)
     finally:
         node.destroy_node()
@@ -188,18 +195,8 @@ def test_dvs_encoder_callback_fuzz(rclpy_context, ros_msgs):
 
     node = DvsEncoderNode(context=rclpy_context, parameter_overrides=[
         Parameter("max_message_bytes", value=60_000), Parameter("encoder.max_events", value=5000)])
-    out = Outcomes(node)
-
-    @SETTINGS
-    @given(msgs=st.lists(event_msgs(), min_size=1, max_size=8))
-    def run(msgs):
-        fresh_stream(node)
-        for m in msgs:
-            out.feed(m)
-
     try:
-        run()
-        out.check(node.received)
+        out = fuzz_node(node, event_msgs(), 8)
         assert out.accepted > 0 and out.rejected > 0, (out.accepted, out.rejected, node.rejections.snapshot())
         assert {"bad_encoding", "oversized", "bad_shape"} <= out.reasons, out.reasons
     finally:
@@ -228,18 +225,8 @@ def test_imu_encoder_callback_fuzz(rclpy_context, ros_msgs):
     from snn_fusion_ros.ros.imu_encoder_node import ImuEncoderNode
 
     node = ImuEncoderNode(context=rclpy_context)
-    out = Outcomes(node)
-
-    @SETTINGS
-    @given(msgs=st.lists(imu_msgs(), min_size=1, max_size=10))
-    def run(msgs):
-        fresh_stream(node)
-        for m in msgs:
-            out.feed(m)
-
     try:
-        run()
-        out.check(node.received)
+        out = fuzz_node(node, imu_msgs(), 10)
         assert out.accepted > 0 and out.rejected > 0, (out.accepted, out.rejected)
     finally:
         node.destroy_node()

@@ -117,7 +117,14 @@ def small_recordings(shared_events, tmp_path_factory) -> dict[str, bytes]:
     return out
 
 
-def _read_file(reader, path: Path):
+def _read_mutated(recordings, name: str, reader, tmp_path: Path, draw, end: int, keep: int = 0):
+    """Read recording ``name`` with its bytes ``[keep, end)`` mutated (the first ``keep`` intact):
+    the reader's result, or None after a clear rejection."""
+    blob = recordings.get(name)
+    if blob is None:
+        pytest.skip(f"{name} absent")
+    path = tmp_path / f"m{Path(name).suffix}"
+    path.write_bytes(blob[:keep] + _mutate(blob[keep:end], draw))
     try:
         return reader(path)
     except InputRejected as exc:
@@ -132,12 +139,7 @@ def _read_file(reader, path: Path):
 def test_aedat4_reader_on_mutated_real_file(data, small_recordings, tmp_path):
     from snn_fusion_ros.codecs.aedat4 import read_aedat4
 
-    blob = small_recordings.get("davis346.aedat4")
-    if blob is None:
-        pytest.skip("davis346.aedat4 absent")
-    path = tmp_path / "m.aedat4"
-    path.write_bytes(_mutate(blob[:300_000], data.draw))
-    res = _read_file(read_aedat4, path)
+    res = _read_mutated(small_recordings, "davis346.aedat4", read_aedat4, tmp_path, data.draw, 300_000)
     if res is not None:
         ev, imu, _w, _h = res
         events_ok(ev)
@@ -150,12 +152,7 @@ def test_aedat4_reader_on_mutated_real_file(data, small_recordings, tmp_path):
 def test_es_reader_on_mutated_real_file(data, small_recordings, tmp_path):
     from snn_fusion_ros.codecs.es import read_es
 
-    blob = small_recordings.get("dvs.es")
-    if blob is None:
-        pytest.skip("dvs.es absent")
-    path = tmp_path / "m.es"
-    path.write_bytes(_mutate(blob[:200_000], data.draw))
-    res = _read_file(read_es, path)
+    res = _read_mutated(small_recordings, "dvs.es", read_es, tmp_path, data.draw, 200_000)
     if res is not None:
         ev, w, h = res
         events_ok(ev)
@@ -170,13 +167,9 @@ def test_evt3_file_reader_on_mutated_real_file(data, small_recordings, tmp_path)
     from snn_fusion_ros.codecs.evt3 import parse_raw_header, read_evt3_file
 
     blob = small_recordings.get("evt3.raw")
-    if blob is None:
-        pytest.skip("evt3.raw absent")
     # the payload only: a damaged header raises InputRejected (tested below)
-    _, start = parse_raw_header(blob)
-    path = tmp_path / "m.raw"
-    path.write_bytes(blob[:start] + _mutate(blob[start:50_000], data.draw))
-    res = _read_file(read_evt3_file, path)
+    start = parse_raw_header(blob)[1] if blob is not None else 0
+    res = _read_mutated(small_recordings, "evt3.raw", read_evt3_file, tmp_path, data.draw, 50_000, keep=start)
     if res is not None:
         events_ok(res[0])
 

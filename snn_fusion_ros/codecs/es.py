@@ -57,6 +57,8 @@ def read_es(path: str | Path, time_base_ns: int = 0) -> tuple[np.ndarray, int, i
     data = Path(path).read_bytes()
     if data[:12] != MAGIC:
         raise InputRejected("bad_encoding", f"{path}: magic {data[:12]!r}, expected {MAGIC!r}")
+    if len(data) < 20:
+        raise InputRejected("corrupt", f"{path}: header truncated ({len(data)} of 20 bytes)")
     major, minor, patch, typ = data[12], data[13], data[14], data[15]
     if major != 2:
         raise InputRejected("bad_encoding", f"{path}: Event Stream {major}.{minor}.{patch}, expected 2.x")
