@@ -95,9 +95,7 @@ def _stamp(msg, s, ns) -> None:
     msg.header.stamp.sec, msg.header.stamp.nanosec = s, ns
 
 
-# --- audio ---------------------------------------------------------------------------------------
-
-def fuzz_node(node, messages, max_size: int) -> "Outcomes":
+def fuzz_node(node, messages, max_size: int) -> Outcomes:
     """Feed hypothesis-drawn lists of ``messages`` (each list a fresh stream) to ``node``'s callback;
     every message must be accepted or counted as rejected. Returns the outcomes for further checks."""
     out = Outcomes(node)
@@ -113,6 +111,8 @@ def fuzz_node(node, messages, max_size: int) -> "Outcomes":
     out.check(node.received)
     return out
 
+
+# --- audio ---------------------------------------------------------------------------------------
 
 @st.composite
 def audio_msgs(draw):

@@ -142,6 +142,27 @@ def test_augment_spikes_shifts_streams_and_deletes_spikes():
     assert augment_spikes(x, 0, 0.0, g) is x
 
 
+def test_gather_takes_noisy_encodings_at_the_requested_rate(quick_train, tmp_path):
+    import dataclasses
+
+    noisy = dataclasses.replace(quick_train, spikes={m: ~a for m, a in quick_train.spikes.items()})
+    before = quick_train.spikes["imu"].copy()
+    rows = np.stack([np.arange(20) % len(quick_train.labels[m]) for m in MODALITIES], 1)
+    clean = train_cli.gather(quick_train, rows)
+    rng = np.random.default_rng(0)
+    assert all(np.array_equal(train_cli.gather(quick_train, rows, noisy, 0.0, rng)[m], clean[m]) for m in MODALITIES)
+    allnoisy = train_cli.gather(quick_train, rows, noisy, 1.0, rng)
+    assert all(np.array_equal(allnoisy[m], 1.0 - clean[m]) for m in MODALITIES)
+    many = np.stack([np.zeros(2000, np.int64)] * 3, 1)
+    half = train_cli.gather(quick_train, many, noisy, 0.5, rng)["imu"]
+    share = np.mean([not np.array_equal(h, quick_train.spikes["imu"][0]) for h in half])
+    assert 0.45 < share < 0.55, share
+    assert np.array_equal(quick_train.spikes["imu"], before)  # the clean encodings are not modified
+    with pytest.raises(ValueError, match="noisy_enc"):
+        train_cli.fit(quick_train, node_encoder_configs(), _settings(noise_fraction=0.5), tmp_path / "o",
+                      tmp_path / "ck", "k", progress=False)
+
+
 def _settings(**kw) -> train_cli.TrainSettings:
     base = {"epochs": 2, "hidden_neurons": 16, "fusion_neurons": 16, "batch_size": 16, "val_fraction": 0.2}
     base.update(kw)

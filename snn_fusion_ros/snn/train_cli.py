@@ -29,7 +29,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from snn_fusion_ros.data.encode import EncodedSplit, EncoderConfigs, encode_split, node_encoder_configs
+from snn_fusion_ros.data.encode import (
+    EncodedSplit,
+    EncoderConfigs,
+    SensorNoise,
+    encode_split,
+    node_encoder_configs,
+)
 from snn_fusion_ros.data.pairing import pair_samples
 from snn_fusion_ros.params import param, validate_config
 from snn_fusion_ros.snn.config import FusionNetConfig
@@ -68,6 +74,15 @@ class TrainSettings:
         "steps", 0, 1000))
     spike_drop: float = field(default=0.0, metadata=param(
         "augmentation: probability of deleting each input spike", "", 0.0, 0.9))
+    noise_fraction: float = field(default=0.0, metadata=param(
+        "augmentation: probability per sample and modality of training on the stream encoded with sensor noise "
+        "(levels below) instead of the clean one", "", 0.0, 1.0))
+    noise_audio_snr_db: float = field(default=10.0, metadata=param(
+        "training noise: audio white-noise SNR", "dB", -40.0, 120.0))
+    noise_dvs_hz: float = field(default=5.0, metadata=param(
+        "training noise: extra DVS noise events per pixel per second", "Hz", 0.0, 1e6))
+    noise_imu_std: float = field(default=0.5, metadata=param(
+        "training noise: Gaussian noise on each accelerometer axis", "m/s^2", 0.0, 1e3))
     val_fraction: float = field(default=0.15, metadata=param(
         "fraction of audio speakers / DVS images / IMU series per class held out for validation", "", 0.0,
         0.9))
@@ -129,9 +144,27 @@ def paired_index(enc: EncodedSplit, subset: dict[str, np.ndarray], rng: np.rando
     return np.stack([subset[m][p.index[:, i]] for i, m in enumerate(MODALITIES)], axis=1), p.labels
 
 
-def gather(enc: EncodedSplit, rows: np.ndarray) -> dict[str, np.ndarray]:
-    """``{m: (len(rows), T, N_m)}`` float32 spikes of fused rows (N, 3)."""
-    return {m: enc.spikes[m][rows[:, i]].astype(np.float32) for i, m in enumerate(MODALITIES)}
+def gather(enc: EncodedSplit, rows: np.ndarray, noisy: EncodedSplit | None = None, fraction: float = 0.0,
+           rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
+    """``{m: (len(rows), T, N_m)}`` float32 spikes of fused rows (N, 3).
+
+    With ``noisy`` (the same samples encoded from noisy streams), each sample's modality is taken
+    from it with probability ``fraction`` (drawn with ``rng``).
+    """
+    out = {}
+    for i, m in enumerate(MODALITIES):
+        x = enc.spikes[m][rows[:, i]]
+        if noisy is not None and fraction > 0:
+            swap = rng.random(len(rows)) < fraction
+            x[swap] = noisy.spikes[m][rows[swap, i]]
+        out[m] = x.astype(np.float32)
+    return out
+
+
+def training_noise(s: TrainSettings) -> SensorNoise:
+    """The sensor noise of ``noise_fraction`` (its own seed: no draw is shared with evaluation's)."""
+    return SensorNoise(audio_snr_db=s.noise_audio_snr_db, dvs_noise_hz=s.noise_dvs_hz, imu_noise_std=s.noise_imu_std,
+                       seed=s.seed + 7919)
 
 
 def accuracy_report(model: FusionNet, inputs: dict[str, np.ndarray], labels: np.ndarray) -> dict[str, float]:
@@ -168,11 +201,14 @@ def run_key(build_key: str, enc_cfgs: EncoderConfigs, s: TrainSettings) -> str:
 
 def fit(train_enc: EncodedSplit, enc_cfgs: EncoderConfigs, settings: TrainSettings, out: Path,
         checkpoint_dir: Path, build_key: str, resume: bool = False, progress: bool = True,
-        created_by: str | None = None, log: Any = None) -> dict[str, Any]:
+        created_by: str | None = None, log: Any = None, noisy_enc: EncodedSplit | None = None) -> dict[str, Any]:
     """Train, checkpoint every epoch, keep the best-validation artifact in ``out``; returns a summary.
 
-    ``log`` (callable taking a str) receives one line per epoch.
+    ``log`` (callable taking a str) receives one line per epoch. ``noisy_enc``: the training split
+    encoded with :func:`training_noise` (needed when ``settings.noise_fraction > 0``).
     """
+    if settings.noise_fraction > 0 and noisy_enc is None:
+        raise ValueError("noise_fraction > 0 needs noisy_enc (the split encoded with training_noise(settings))")
     from safetensors.torch import load_file, save_file
 
     from snn_fusion_ros.snn.artifact import save_artifact
@@ -218,9 +254,12 @@ def fit(train_enc: EncodedSplit, enc_cfgs: EncoderConfigs, settings: TrainSettin
         gen.manual_seed(s.seed * 100003 + epoch)
         torch.manual_seed(s.seed * 100003 + epoch)
 
-        def batches(rows: np.ndarray = rows, labels: np.ndarray = labels):
+        noise_rng = np.random.default_rng([s.seed, 4, epoch])
+
+        def batches(rows: np.ndarray = rows, labels: np.ndarray = labels, noise_rng=noise_rng):
             for lo in range(0, len(rows), s.batch_size):
-                yield gather(train_enc, rows[lo: lo + s.batch_size]), labels[lo: lo + s.batch_size]
+                yield (gather(train_enc, rows[lo: lo + s.batch_size], noisy_enc, s.noise_fraction, noise_rng),
+                       labels[lo: lo + s.batch_size])
 
         loss, acc = train_epoch(model, opt, batches(), gen, s.missing_dropout, s.last_weight,
                                 shift_steps=s.shift_steps, spike_drop=s.spike_drop)
@@ -266,6 +305,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="augmentation: max random shift per modality and sample, steps (default 0)")
     parser.add_argument("--spike-drop", type=float, default=d.spike_drop,
                         help="augmentation: probability of deleting an input spike (default 0)")
+    parser.add_argument("--noise-fraction", type=float, default=d.noise_fraction,
+                        help="augmentation: share of modality samples trained from their noisy encoding (default 0); "
+                             "levels: --noise-audio-snr-db, --noise-dvs-hz, --noise-imu-std")
+    parser.add_argument("--noise-audio-snr-db", type=float, default=d.noise_audio_snr_db)
+    parser.add_argument("--noise-dvs-hz", type=float, default=d.noise_dvs_hz)
+    parser.add_argument("--noise-imu-std", type=float, default=d.noise_imu_std)
     parser.add_argument("--val-fraction", type=float, default=d.val_fraction)
     parser.add_argument("--hidden", type=int, default=d.hidden_neurons, help="neurons per modality population")
     parser.add_argument("--fusion", type=int, default=d.fusion_neurons, help="fusion layer neurons")
@@ -295,10 +340,14 @@ def run(args: argparse.Namespace) -> int:
                              missing_dropout=args.missing_dropout, val_fraction=args.val_fraction,
                              hidden_neurons=args.hidden, fusion_neurons=args.fusion,
                              readout_tau_mem_ms=args.readout_tau_ms, shift_steps=args.shift_steps,
-                             spike_drop=args.spike_drop)
+                             spike_drop=args.spike_drop, noise_fraction=args.noise_fraction,
+                             noise_audio_snr_db=args.noise_audio_snr_db, noise_dvs_hz=args.noise_dvs_hz,
+                             noise_imu_std=args.noise_imu_std)
     enc_cfgs = node_encoder_configs(args.params_file)
     ds = load_split("train", cache=cache, key=key)
     enc = encode_split(ds, enc_cfgs, progress=progress, workers=args.workers)
+    noisy = (encode_split(ds, enc_cfgs, noise=training_noise(settings), progress=progress, workers=args.workers)
+             if settings.noise_fraction > 0 else None)
     ck = args.checkpoint_dir or Path(cache) / "checkpoints" / run_key(key, enc_cfgs, settings)
     tail = sys.argv[2:] if len(sys.argv) > 1 and sys.argv[1] == "train" else sys.argv[1:]
     created_by = " ".join(["snn-fusion", "train", *(shlex.quote(a) for a in tail)])
@@ -308,7 +357,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.flush()
 
     state = fit(enc, enc_cfgs, settings, args.out, ck, key, resume=args.resume, progress=progress,
-                created_by=created_by, log=log)
+                created_by=created_by, log=log, noisy_enc=noisy)
     sys.stdout.write(json.dumps({"out": str(args.out), "best_epoch": state["best_epoch"],
                                  "best_validation_score": state["best_score"], "epochs": state["epoch"],
                                  "train_seconds": round(state["train_seconds"], 1),
