@@ -82,10 +82,17 @@ def rclpy_context():
 
 @pytest.fixture
 def executor(rclpy_context):
-    """A multi-threaded executor bound to the test's context; nodes added to it are destroyed after."""
-    from rclpy.executors import MultiThreadedExecutor
+    """A single-threaded executor bound to the test's context; nodes added to it are destroyed after.
 
-    ex = MultiThreadedExecutor(num_threads=4, context=rclpy_context)
+    Single-threaded, as the nodes run in production by default (``ros/runner.py``). With rclpy's
+    MultiThreadedExecutor(4) driven by ``spin_once`` from the test thread, the in-process fusion
+    node's backend steps (0.5 ms alone) took 5-40 ms and at times over 500 ms, and a probe of 40
+    windows got 16-34 classified within the wait (40 of 40 single-threaded): contention for the GIL
+    between the executor's threads and the backend thread is the likely cause.
+    """
+    from rclpy.executors import SingleThreadedExecutor
+
+    ex = SingleThreadedExecutor(context=rclpy_context)
     try:
         yield ex
     finally:
