@@ -386,3 +386,41 @@ def test_dvs_packet_with_zero_width_does_not_end_the_stream(rclpy_context, ros_m
     assert len(clean) == 6 and all(n > 0 for _, n in clean), clean
     assert noisy == clean
     assert counts == {"bad_shape": 5}, counts
+
+
+def test_encoder_rejection_totals_survive_stream_restart_and_reconfigure(rclpy_context, ros_msgs):
+    """Found by the fuzzer: a stream restart (sensor time jumping back) and an encoder reconfigure
+    replaced the encoder together with its rejection counter, so the totals in diagnostics went down
+    and the next rejection looked like none."""
+    from rclpy.parameter import Parameter
+
+    from snn_fusion_ros.codecs.layout import EVENT_DTYPE
+    from snn_fusion_ros.codecs.xytp import encode_xytp
+    from snn_fusion_ros.msg import EventArray
+    from snn_fusion_ros.ros.convert import ns_to_stamp
+    from snn_fusion_ros.ros.dvs_encoder_node import DvsEncoderNode
+
+    node = DvsEncoderNode(context=rclpy_context)
+
+    def packet(stamp_ns: int, seq: int) -> EventArray:
+        ev = np.zeros(3, EVENT_DTYPE)
+        ev["t"] = stamp_ns - 1000
+        ev["x"] = [1, 2, 70]  # 70 is outside the 64 x 64 sensor: counted by the encoder core
+        m = EventArray(width=64, height=64, encoding="xytp", time_base_ns=0, seq=seq)
+        m.header.stamp = ns_to_stamp(stamp_ns)
+        m.events = encode_xytp(ev, 0)
+        return m
+
+    try:
+        node._on_input(packet(5 * 10**9, 0))
+        assert node.rejection_counts() == {"out_of_range": 1}
+        node._on_input(packet(2 * 10**9, 1))  # 3 s back in sensor time: a new stream
+        assert node.stream_restarts == 1
+        assert node.rejection_counts() == {"out_of_range": 2}
+        old = node.encoder
+        assert node.set_parameters([Parameter("encoder.refractory_us", value=500.0)])[0].successful
+        assert node.encoder is not old  # reconfigured: a new encoder
+        node._on_input(packet(2 * 10**9 + 10**7, 2))
+        assert node.rejection_counts() == {"out_of_range": 3}
+    finally:
+        node.destroy_node()

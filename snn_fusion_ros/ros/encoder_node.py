@@ -137,7 +137,7 @@ class EncoderNode(Node):
         # flushed first so nothing already received is lost.
         self.publish_windows(self.encoder.flush())
         self.encoder_config = cfg
-        self.encoder = self.make_encoder(cfg)
+        self._replace_encoder()
         self.get_logger().info(f"encoder parameters changed; encoder restarted: {cfg}")
 
     def _on_input(self, msg) -> None:
@@ -171,13 +171,21 @@ class EncoderNode(Node):
         if newest is None or newest - stamp_ns <= self.node_config.reset_jump_s * 1e9:
             return
         self.publish_windows(self.encoder.flush())
-        self.encoder = self.make_encoder(self.encoder_config)
+        self._replace_encoder()
         self.sequence.reset()
         self.on_stream_restart()
         self._newest_stamp_ns = None
         self.stream_restarts += 1
         self.get_logger().warn(f"sensor time jumped back {(newest - stamp_ns) / 1e9:.3f} s: stream restarted "
                                f"(restart {self.stream_restarts})")
+
+    def _replace_encoder(self) -> None:
+        """A fresh encoder of ``encoder_config`` that keeps counting rejections where the old one left off
+        (the totals in diagnostics never go down)."""
+        counter = getattr(self.encoder, "rejections", None)
+        self.encoder = self.make_encoder(self.encoder_config)
+        if counter is not None and hasattr(self.encoder, "rejections"):
+            self.encoder.rejections = counter
 
     def on_stream_restart(self) -> None:
         """Subclasses forget per-stream decoding state here (the encoder is already new)."""
