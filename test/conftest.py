@@ -29,7 +29,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.flaky(reruns=2, reruns_delay=1))
 
 
+def _hypothesis_profiles() -> None:
+    """Property tests draw the same examples on every run ("repeatable", the default: a red CI is a
+    bug in the code, never a new draw) unless ``SNN_FUSION_FUZZ_EXPLORE=1`` asks for fresh random
+    examples ("explore", for fuzzing sessions; hypothesis prints how to reproduce what it finds).
+    No example deadline in either: hangs are caught by pytest-timeout, and timing is not asserted."""
+    from hypothesis import settings
+
+    settings.register_profile("repeatable", derandomize=True, database=None, deadline=None)
+    settings.register_profile("explore", derandomize=False, deadline=None)
+    settings.load_profile("explore" if os.environ.get("SNN_FUSION_FUZZ_EXPLORE") else "repeatable")
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    _hypothesis_profiles()
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     os.environ.pop("ROS_STATIC_PEERS", None)
     if "SNN_FUSION_TEST_DOMAIN_ID" not in os.environ:

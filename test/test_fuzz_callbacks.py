@@ -8,7 +8,7 @@ callbacks are called directly (``_on_input`` / ``_on_spikes``) with hypothesis-g
 wrong encodings, truncated payloads, odd lengths, NaN/inf, sizes up to the caps, stamps far in the
 past/future, extreme sequence numbers.
 
-Invariants, per message: nothing raises out of the callback; nothing hangs (hypothesis deadline);
+Invariants, per message: nothing raises out of the callback; nothing hangs (pytest-timeout);
 the message is either accepted (decoded and pushed into the encoder / aligner) or counted once
 under a documented rejection reason - ``received == accepted + rejected`` at the end.
 """
@@ -25,7 +25,7 @@ from snn_fusion_ros.errors import REASONS
 
 pytestmark = pytest.mark.ros
 
-SETTINGS = settings(max_examples=120, deadline=10_000, derandomize=False,
+SETTINGS = settings(max_examples=120,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 W = 50_000_000
 
