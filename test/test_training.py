@@ -169,6 +169,20 @@ def _settings(**kw) -> train_cli.TrainSettings:
     return train_cli.TrainSettings(**base)
 
 
+def test_network_config_takes_the_time_constants_from_the_settings():
+    from snn_fusion_ros.snn.config import FusionNetConfig
+
+    cfgs = node_encoder_configs()
+    default = train_cli.network_config(cfgs, train_cli.TrainSettings())
+    assert (default.tau_mem_ms, default.tau_syn_ms) == (FusionNetConfig().tau_mem_ms, FusionNetConfig().tau_syn_ms)
+    cfg = train_cli.network_config(cfgs, _settings(tau_mem_ms=50.0, tau_syn_ms=5.0, fusion_neurons=40))
+    assert (cfg.tau_mem_ms, cfg.tau_syn_ms, cfg.fusion_neurons) == (50.0, 5.0, 40)
+    assert cfg.beta == pytest.approx(np.exp(-cfg.step_ms / 50.0))
+    assert cfg.alpha == pytest.approx(np.exp(-cfg.step_ms / 5.0))
+    with pytest.raises(ValueError, match="tau_mem_ms"):
+        _settings(tau_mem_ms=0.0)
+
+
 def test_resume_equals_uninterrupted(quick_train, tmp_path):
     cfgs = node_encoder_configs()
     torch.set_num_threads(1)

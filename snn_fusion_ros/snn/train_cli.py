@@ -90,6 +90,10 @@ class TrainSettings:
     fusion_neurons: int = field(default=64, metadata=param("LIF neurons of the fusion layer", "", 1, 4096))
     readout_tau_mem_ms: float = field(default=200.0, metadata=param(
         "membrane time constant of the readout", "ms", 0.01, 1e6))
+    tau_mem_ms: float = field(default=20.0, metadata=param(
+        "membrane time constant of the hidden and fusion LIF layers", "ms", 0.01, 1e5))
+    tau_syn_ms: float = field(default=10.0, metadata=param(
+        "synaptic current time constant of every layer", "ms", 0.01, 1e5))
     readout_init_scale: float = field(default=0.1, metadata=param(
         "factor on the initial readout weights (the leaky readout integrates ~tau/step steps, so unscaled "
         "initial logits are ~30 and saturate the softmax)", "", 1e-4, 10.0))
@@ -188,7 +192,8 @@ def network_config(enc_cfgs: EncoderConfigs, s: TrainSettings) -> FusionNetConfi
                            hidden_neurons=s.hidden_neurons, fusion_neurons=s.fusion_neurons,
                            num_classes=len(CLASS_NAMES), step_ms=enc_cfgs.audio.step_ms,
                            steps_per_window=enc_cfgs.steps_per_window,
-                           readout_tau_mem_ms=s.readout_tau_mem_ms, seed=s.seed)
+                           readout_tau_mem_ms=s.readout_tau_mem_ms, tau_mem_ms=s.tau_mem_ms,
+                           tau_syn_ms=s.tau_syn_ms, seed=s.seed)
 
 
 def run_key(build_key: str, enc_cfgs: EncoderConfigs, s: TrainSettings) -> str:
@@ -315,6 +320,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hidden", type=int, default=d.hidden_neurons, help="neurons per modality population")
     parser.add_argument("--fusion", type=int, default=d.fusion_neurons, help="fusion layer neurons")
     parser.add_argument("--readout-tau-ms", type=float, default=d.readout_tau_mem_ms)
+    parser.add_argument("--tau-mem-ms", type=float, default=d.tau_mem_ms,
+                        help=f"membrane time constant of the LIF layers (default {d.tau_mem_ms:g} ms)")
+    parser.add_argument("--tau-syn-ms", type=float, default=d.tau_syn_ms,
+                        help=f"synaptic time constant of every layer (default {d.tau_syn_ms:g} ms)")
     parser.add_argument("--out", type=Path, default=Path("models/default"), help="artifact directory")
     parser.add_argument("--checkpoint-dir", type=Path, default=None,
                         help="default <cache>/checkpoints/<run key>")
@@ -339,7 +348,8 @@ def run(args: argparse.Namespace) -> int:
     settings = TrainSettings(seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              missing_dropout=args.missing_dropout, val_fraction=args.val_fraction,
                              hidden_neurons=args.hidden, fusion_neurons=args.fusion,
-                             readout_tau_mem_ms=args.readout_tau_ms, shift_steps=args.shift_steps,
+                             readout_tau_mem_ms=args.readout_tau_ms, tau_mem_ms=args.tau_mem_ms,
+                             tau_syn_ms=args.tau_syn_ms, shift_steps=args.shift_steps,
                              spike_drop=args.spike_drop, noise_fraction=args.noise_fraction,
                              noise_audio_snr_db=args.noise_audio_snr_db, noise_dvs_hz=args.noise_dvs_hz,
                              noise_imu_std=args.noise_imu_std)
