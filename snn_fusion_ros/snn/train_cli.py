@@ -52,6 +52,7 @@ from snn_fusion_ros.spikes import MODALITIES
 CLASS_NAMES: tuple[str, ...] = tuple(str(d) for d in range(10))
 CHECKPOINT_WEIGHTS = "checkpoint.safetensors"
 CHECKPOINT_STATE = "checkpoint.json"
+_NET_FIELDS = {f.name: f for f in dataclasses.fields(FusionNetConfig)}
 
 
 @dataclass(frozen=True)
@@ -90,10 +91,9 @@ class TrainSettings:
     fusion_neurons: int = field(default=64, metadata=param("LIF neurons of the fusion layer", "", 1, 4096))
     readout_tau_mem_ms: float = field(default=200.0, metadata=param(
         "membrane time constant of the readout", "ms", 0.01, 1e6))
-    tau_mem_ms: float = field(default=20.0, metadata=param(
-        "membrane time constant of the hidden and fusion LIF layers", "ms", 0.01, 1e5))
-    tau_syn_ms: float = field(default=10.0, metadata=param(
-        "synaptic current time constant of every layer", "ms", 0.01, 1e5))
+    # the network's own fields (default, unit, bounds): one definition, in FusionNetConfig
+    tau_mem_ms: float = field(default=_NET_FIELDS["tau_mem_ms"].default, metadata=_NET_FIELDS["tau_mem_ms"].metadata)
+    tau_syn_ms: float = field(default=_NET_FIELDS["tau_syn_ms"].default, metadata=_NET_FIELDS["tau_syn_ms"].metadata)
     readout_init_scale: float = field(default=0.1, metadata=param(
         "factor on the initial readout weights (the leaky readout integrates ~tau/step steps, so unscaled "
         "initial logits are ~30 and saturate the softmax)", "", 1e-4, 10.0))
