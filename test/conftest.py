@@ -189,7 +189,9 @@ def tiny_model(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def encoder_sized_model(tmp_path_factory) -> Path:
     """An untrained 10-class model whose inputs match the encoders' defaults (config/snn_fusion.yaml)."""
+    from snn_fusion_ros.data.encode import node_encoder_configs
     from snn_fusion_ros.snn.artifact import save_untrained_encoder_sized
 
     return save_untrained_encoder_sized(tmp_path_factory.mktemp("model") / "sized", num_classes=10, seed=5,
+                                        encoders=node_encoder_configs(),
                                         created_by="test/conftest.py encoder_sized_model")

@@ -284,6 +284,52 @@ def test_audio_rejections_and_timing_rules():
     assert out[-1].stamp_ns == 700 * MS
 
 
+def test_audio_delay_taps_repeat_the_spikes_delayed():
+    x = (tone(1000.0, 16000, 1.0, onset_s=0.2) + tone(3000.0, 16000, 1.0, onset_s=0.5)
+         + 1e-4 * np.random.default_rng(1).standard_normal(16000).astype(np.float32))
+    plain = AudioEncoder()
+    ref = np.concatenate([w.spikes for w in plain.push(x, 16000, 0) + plain.flush()])
+    cfg = AudioEncoderConfig(delay_taps_ms=(0.0, 150.0, 300.0))
+    assert cfg.delay_steps == (0, 30, 60) and cfg.num_neurons == 3 * 64
+    enc = AudioEncoder(cfg)
+    out = enc.push(x, 16000, 0) + enc.flush()
+    assert_grid(out, neurons=192)
+    tapped = np.concatenate([w.spikes for w in out])
+    # the delay line drains at flush: 300 ms = 6 more windows than without taps
+    assert tapped.shape[0] == ref.shape[0] + 60
+    assert ref.sum() > 20
+    for i, d in enumerate((0, 30, 60)):
+        block = tapped[:, 64 * i: 64 * (i + 1)]
+        np.testing.assert_array_equal(block[d: d + ref.shape[0]], ref, err_msg=f"tap {i}")
+        assert not block[:d].any() and not block[d + ref.shape[0]:].any()
+
+
+def test_audio_delay_taps_validated():
+    for bad in [(), (0.0, 7.0), (150.0, 0.0), (0.0, 0.0), (-5.0,), (0.0, 20_000.0), tuple(5.0 * i for i in range(17))]:
+        with pytest.raises(ValueError, match="delay_taps_ms"):
+            AudioEncoderConfig(delay_taps_ms=bad)
+    assert AudioEncoderConfig(delay_taps_ms=(50.0,), spiking="lif").num_neurons == 32  # one tap, delayed
+
+
+@given(st.lists(st.integers(1, 4000), min_size=1, max_size=6), st.sampled_from([8000, 44100]))
+@settings(max_examples=8, deadline=None)
+def test_audio_delay_taps_any_chunking_property(sizes, rate):
+    x = tone(700.0, rate, 0.4, 0.1) + tone(3000.0, rate, 0.4, 0.25, 0.1)
+    cfg = AudioEncoderConfig(num_channels=16, delay_taps_ms=(0.0, 45.0, 100.0))
+    ref_enc = AudioEncoder(cfg)
+    ref = ref_enc.push(x, rate, 0) + ref_enc.flush()
+    enc = AudioEncoder(cfg)
+    out: list[SpikeWindow] = []
+    i = 0
+    for k in itertools.count():
+        if i >= x.size:
+            break
+        n = sizes[k % len(sizes)]
+        out += enc.push(x[i:i + n], rate, (i * 1_000_000_000) // rate)
+        i += n
+    assert_same_windows(ref, out + enc.flush())
+
+
 # ---------------------------------------------------------------- IMU
 def test_imu_step_gives_expected_delta_spikes():
     cfg = ImuEncoderConfig(accel_thresholds=(0.25, 0.5, 1.0, 2.0), gyro_thresholds=(0.1, 0.2, 0.4, 0.8))

@@ -19,6 +19,11 @@ Per :meth:`AudioEncoder.push`:
    ``lif``: ``v = beta v + lif_gain * d``, ``beta = exp(-step_ms / lif_tau_ms)``, drive
    ``d = clip((e - energy_floor_db) / -energy_floor_db, 0, 1)``; spike when ``v >= lif_threshold``,
    then ``v -= lif_threshold``; neurons ``[0, C)``.
+6. delay taps (``delay_taps_ms``, default ``[0.0]`` = none): tap ``i`` repeats the ``S`` spiking
+   neurons of stage 5 delayed by ``delay_taps_ms[i]``, as neurons ``[i S, (i + 1) S)`` (a tapped
+   delay line, :class:`~snn_fusion_ros.encoders.windows.WindowAssembler`). A word is an order of
+   sounds; with taps the network sees, at one instant, what each channel did a few hundred ms
+   earlier. ``flush()`` drains the delay line (windows up to the last delayed spike).
 
 Every stage keeps its state across calls and a step's energy is computed once the step is complete
 from all its samples at once, so the output does not depend on how the input is chunked.
@@ -64,6 +69,9 @@ _NS = 1_000_000_000
 
 #: Highest accepted input sample rate, Hz (a rate from the wire can be up to 2**32 - 1).
 MAX_INPUT_RATE_HZ = 768_000
+#: Limits of :attr:`AudioEncoderConfig.delay_taps_ms`.
+MAX_DELAY_TAPS = 16
+MAX_TAP_DELAY_MS = 10_000.0
 
 @dataclass(frozen=True)
 class AudioEncoderConfig:
@@ -92,6 +100,9 @@ class AudioEncoderConfig:
     step_ms: float = field(default=5.0, metadata=param("step length; divides window_ms", "ms", 0.1, 10000.0))
     max_gap_windows: int = field(default=200, metadata=param(
         "empty windows emitted across a time jump before the grid skips ahead", "windows", 1, 1_000_000))
+    delay_taps_ms: tuple[float, ...] = field(default=(0.0,), metadata=param(
+        "delay of each copy of the spiking neurons (tapped delay line; whole steps, increasing, first >= 0, "
+        f"at most {MAX_DELAY_TAPS} taps up to {MAX_TAP_DELAY_MS:g} ms); [0.0] = no delay", "ms"))
 
     def __post_init__(self) -> None:
         validate_config(self)
@@ -99,10 +110,30 @@ class AudioEncoderConfig:
         if not self.f_min_hz < self.f_max_hz < self.sample_rate_hz / 2:
             raise ValueError(f"AudioEncoderConfig needs f_min_hz ({self.f_min_hz}) < f_max_hz ({self.f_max_hz}) "
                              f"< sample_rate_hz / 2 ({self.sample_rate_hz / 2})")
+        self.delay_steps  # validates delay_taps_ms
+
+    @property
+    def delay_steps(self) -> tuple[int, ...]:
+        """``delay_taps_ms`` in steps; ValueError unless each is a whole number of steps, increasing, in range."""
+        taps = tuple(float(d) for d in self.delay_taps_ms)
+        steps = tuple(round(d / self.step_ms) for d in taps)
+        if (not 1 <= len(taps) <= MAX_DELAY_TAPS or any(not 0.0 <= d <= MAX_TAP_DELAY_MS for d in taps)
+                or any(abs(d - k * self.step_ms) > 1e-6 * self.step_ms for d, k in zip(taps, steps, strict=True))
+                or any(b <= a for a, b in zip(steps, steps[1:]))):
+            raise ValueError(f"AudioEncoderConfig.delay_taps_ms={list(self.delay_taps_ms)}: need 1 to "
+                             f"{MAX_DELAY_TAPS} strictly increasing delays in [0, {MAX_TAP_DELAY_MS:g}] ms, each "
+                             f"a whole number of steps (step_ms={self.step_ms})")
+        return steps
+
+    @property
+    def spiking_neurons(self) -> int:
+        """Neurons of the spiking stage (ON/OFF per channel for delta, one per channel for lif)."""
+        return 2 * self.num_channels if self.spiking == "delta" else self.num_channels
 
     @property
     def num_neurons(self) -> int:
-        return 2 * self.num_channels if self.spiking == "delta" else self.num_channels
+        """Output neurons: the spiking stage's, once per delay tap."""
+        return self.spiking_neurons * len(self.delay_taps_ms)
 
 
 def _erb_space(f_min: float, f_max: float, n: int) -> np.ndarray:
@@ -344,7 +375,8 @@ class AudioEncoder(StreamingEncoder):
         self.sos = filterbank_sos(cfg)
         self.rejections = RejectionCounter()
         self.stats = EncoderStats()
-        self._asm = WindowAssembler("audio", self.window_ns, self.step_ns, self.num_neurons, cfg.max_gap_windows)
+        self._asm = WindowAssembler("audio", self.window_ns, self.step_ns, cfg.spiking_neurons, cfg.max_gap_windows,
+                                    cfg.delay_steps)
         self.reset()
 
     def reset(self) -> None:

@@ -10,6 +10,13 @@ Gap rule: when the watermark jumps more than ``max_gap_windows`` empty windows p
 that held a spike (or the stream start), the empty windows beyond the first ``max_gap_windows`` are
 not emitted; the grid continues at the next window with data or at the watermark (counted in
 ``gaps``). This bounds the work a single wild timestamp can cause.
+
+Delay taps (``delay_steps``, a tapped delay line): with taps ``d_0 < d_1 < ...`` steps, every spike of
+source neuron ``n`` at step ``j`` is emitted as neuron ``i * N + n`` at step ``j + d_i`` for each tap
+``i`` (``N`` source neurons, ``len(delay_steps) * N`` output neurons). A downstream neuron then sees
+the present and the recent past of its input at once, so it can respond to the order of input
+features and not only to their counts. Delayed copies of a spike land in later windows; the
+assembler holds them until those windows are emitted, so the output stays independent of chunking.
 """
 
 from __future__ import annotations
@@ -41,17 +48,24 @@ class WindowAssembler:
     ----------
     modality: "audio", "dvs" or "imu".
     window_ns, step_ns: grid, ns (``window_ns`` a multiple of ``step_ns``).
-    num_neurons: columns of every window.
+    num_neurons: source neurons (columns of every window without delay taps).
     max_gap_windows: see the module's gap rule.
+    delay_steps: delay of each tap, steps, strictly increasing and >= 0 (see the module docstring);
+        the default ``(0,)`` passes spikes through unchanged.
     """
 
     def __init__(self, modality: str, window_ns: int, step_ns: int, num_neurons: int,
-                 max_gap_windows: int = 200) -> None:
+                 max_gap_windows: int = 200, delay_steps: tuple[int, ...] = (0,)) -> None:
         self.modality = modality
         self.window_ns = int(window_ns)
         self.step_ns = int(step_ns)
         self.spw = self.window_ns // self.step_ns
-        self.num_neurons = int(num_neurons)
+        taps = tuple(int(d) for d in delay_steps)
+        if not taps or taps[0] < 0 or any(b <= a for a, b in zip(taps, taps[1:])):
+            raise ValueError(f"delay_steps={delay_steps!r}: need one or more strictly increasing delays >= 0")
+        self.delay_steps = taps
+        self.source_neurons = int(num_neurons)
+        self.num_neurons = self.source_neurons * len(taps)
         self.max_gap_windows = int(max_gap_windows)
         self.seq = 0
         self.gaps = 0
@@ -93,8 +107,9 @@ class WindowAssembler:
         if n_late:
             self.late_spikes += n_late
             steps, neurons = steps[~late], neurons[~late]
-        self._steps.append(steps)
-        self._neurons.append(neurons)
+        for i, d in enumerate(self.delay_steps):
+            self._steps.append(steps + d)
+            self._neurons.append(neurons + i * self.source_neurons)
         return n_late
 
     def _emit(self, k_stop: int) -> list[SpikeWindow]:

@@ -175,16 +175,18 @@ def load_artifact(path: str | Path) -> ModelArtifact:
                          class_names=tuple(names))
 
 
-def save_untrained_encoder_sized(path: str | Path, *, num_classes: int, created_by: str, **net_config: Any) -> Path:
-    """An untrained artifact whose input sizes are the default encoders' ``num_neurons`` (tests, benchmarks).
+def save_untrained_encoder_sized(path: str | Path, *, num_classes: int, created_by: str, encoders: Any = None,
+                                 **net_config: Any) -> Path:
+    """An untrained artifact whose input sizes are the encoders' ``num_neurons`` (tests, benchmarks).
 
-    Latency and transport do not depend on the weights' values; ``net_config`` overrides other
-    :class:`FusionNetConfig` fields (e.g. ``seed``, ``step_ms``, ``steps_per_window``). Classes are "0".."n-1".
+    ``encoders``: an :class:`~snn_fusion_ros.data.encode.EncoderConfigs` (e.g. ``node_encoder_configs()``,
+    the nodes' parameter file); default the encoder dataclasses' defaults. Latency and transport do
+    not depend on the weights' values; ``net_config`` overrides other :class:`FusionNetConfig` fields
+    (e.g. ``seed``, ``step_ms``, ``steps_per_window``). Classes are "0".."n-1".
     """
-    from snn_fusion_ros.encoders.audio import AudioEncoder
-    from snn_fusion_ros.encoders.dvs import DvsEncoder
-    from snn_fusion_ros.encoders.imu import ImuEncoder
+    from snn_fusion_ros.data.encode import EncoderConfigs
 
-    cfg = FusionNetConfig(audio_neurons=AudioEncoder().num_neurons, dvs_neurons=DvsEncoder().num_neurons,
-                          imu_neurons=ImuEncoder().num_neurons, num_classes=num_classes, **net_config)
+    sizes = (encoders if encoders is not None else EncoderConfigs()).num_neurons
+    cfg = FusionNetConfig(audio_neurons=sizes["audio"], dvs_neurons=sizes["dvs"], imu_neurons=sizes["imu"],
+                          num_classes=num_classes, **net_config)
     return save_artifact(path, FusionNet(cfg), [str(i) for i in range(num_classes)], {}, created_by=created_by)
