@@ -176,6 +176,69 @@ def test_lava_agreement_with_torch(artifact, windows, torch_probs):
     assert agree >= GOALS["lava"], f"lava agrees on {agree:.3f} of decisions"
 
 
+def _large_readout_artifacts(artifact, folder):
+    """The synthetic network with a slow readout whose class-0 weights are all positive, so its membrane
+    grows past the 24-bit range of Lava's default readout format; saved without and with
+    ``extra.readout_abs_max``. Returns (plain, calibrated, torch readout trace of the inputs, inputs)."""
+    import dataclasses
+
+    from snn_fusion_ros.snn.artifact import save_artifact
+    from snn_fusion_ros.snn.network import FusionNet
+    from snn_fusion_ros.snn.training import readout_abs_max
+
+    cfg = dataclasses.replace(artifact.config, readout_tau_mem_ms=1e5)
+    net = FusionNet(cfg)
+    net.load_artifact_tensors(artifact.tensors)
+    with torch.no_grad():
+        net.w_out.mul_(0.1)
+        net.w_out[0] = net.w_out.abs().max()
+    data = make_synthetic(cfg, 4, N_WIN, np.random.default_rng(7))
+    with torch.no_grad():
+        trace = net({m: torch.from_numpy(a.astype(np.float32)) for m, a in data.inputs.items()}).numpy()
+    net.reset()
+    peak = readout_abs_max(net, data.inputs)
+    plain = save_artifact(folder / "plain", net, ["a", "b", "c", "d"], {}, created_by="test")
+    calibrated = save_artifact(folder / "cal", net, ["a", "b", "c", "d"], {}, extra={"readout_abs_max": peak},
+                               created_by="test")
+    return load_artifact(plain), load_artifact(calibrated), trace, data.inputs
+
+
+def test_lava_readout_range_from_the_artifact_keeps_large_scores_from_wrapping(artifact, tmp_path):
+    """Lava's 24-bit membrane wraps around on overflow; the recorded readout range prevents it."""
+    _lava_or_skip()
+    from snn_fusion_ros.backends.lava_backend import READOUT_HEADROOM, V_MAX, quantize_network
+
+    plain, calibrated, trace, inputs = _large_readout_artifacts(artifact, tmp_path)
+    peak = float(np.abs(trace).max())
+    q_plain = quantize_network(plain.build_model().weights_numpy(), plain.config)
+    q_cal = quantize_network(calibrated.build_model().weights_numpy(), calibrated.config,
+                             readout_abs_max=calibrated.metadata["extra"]["readout_abs_max"])
+    assert peak * 64 / q_plain["unit"]["readout"] > V_MAX, "the test network must overflow the default format"
+    assert q_cal["unit"]["readout"] * V_MAX / 64 >= READOUT_HEADROOM * peak * (1 - 1e-6)
+    with pytest.raises(ValueError, match="readout_abs_max"):
+        quantize_network(plain.build_model().weights_numpy(), plain.config, readout_abs_max=float("nan"))
+    s = CFG.steps_per_window
+    scores = {}
+    for name, art in (("plain", plain), ("calibrated", calibrated)):
+        be = create_backend("lava", target="sim")
+        try:
+            be.load(art)
+            out = []
+            for i in range(len(trace)):
+                be.reset()
+                for w in range(N_WIN):
+                    be.step({m: a[i, w * s:(w + 1) * s] for m, a in inputs.items()})
+                out.append(np.asarray(be._procs["readout"].v.get(), np.float64) * be.q["unit"]["readout"] / 64)
+            scores[name] = np.asarray(out)
+        finally:
+            be.close()
+    ref = trace[:, -1]  # torch readout membrane at the end of each sequence
+    # Lava's dense output arrives one step later, so compare with a tolerance of a few percent of the range
+    tol = 0.05 * peak
+    assert np.abs(scores["calibrated"] - ref).max() < tol, (scores["calibrated"], ref)
+    assert np.abs(scores["plain"] - ref).max() > 0.5 * peak, "without the range the membrane should have wrapped"
+
+
 def test_lava_refuses_absent_loihi2():
     _lava_or_skip()
     from snn_fusion_ros.backends.lava_backend import loihi2_hardware_present

@@ -18,6 +18,13 @@ Fixed-point mapping (Loihi 2, per target population with LSB value ``U`` of the 
   so ``v_float = v_int U / 64``; threshold ``vth = ceil(threshold / U0)`` with ``U0 = max |W| / 254``
   and then ``U = threshold / vth`` so the threshold is exact (Lava compares ``v > vth << 6``);
 * decays: 12-bit ``du = round(4096 (1 - alpha))``, ``dv = round(4096 (1 - beta))``.
+* readout range: the readout never fires, so its membrane is bounded only by the 24-bit ``v``, and
+  Lava **wraps around** on overflow (a large score becomes a large score of the opposite sign: a
+  confident wrong decision). Its LSB is therefore
+  ``U_r = max(max |W_out| / 254, READOUT_HEADROOM * readout_abs_max * 64 / (2^23 - 1))``, with
+  ``readout_abs_max`` the largest ``|v|`` the trained model reached on its validation data
+  (``extra.readout_abs_max`` of the artifact, written by ``snn-fusion train``): twice that range fits,
+  at the cost of coarser readout weights. Artifacts without it keep ``U_r = max |W_out| / 254``.
 
 Timing difference (documented, not hidden): every Lava ``Dense`` delivers its output one step later
 (its ``a_buff``). The recurrent path therefore matches the reference exactly (``W_rec s[t-1]``), but
@@ -44,6 +51,8 @@ from snn_fusion_ros.snn.network import softmax_np
 TARGETS = ("auto", "sim", "loihi2")
 W_MAX = 254  # largest even 8-bit mixed-sign weight
 VTH_MAX = 2**17 - 1  # Lava LIF vth precision
+V_MAX = 2**23 - 1  # largest 24-bit membrane value
+READOUT_HEADROOM = 2.0  # readout range kept free above the largest |v| seen in training
 
 
 @dataclass(frozen=True)
@@ -88,18 +97,25 @@ def decay_12bit(factor: float) -> int:
     return int(min(4095, max(0, round(4096.0 * (1.0 - factor)))))
 
 
-def quantize_network(weights: dict[str, np.ndarray], config, split_input: bool = False) -> dict[str, Any]:
+def quantize_network(weights: dict[str, np.ndarray], config, split_input: bool = False,
+                     readout_abs_max: float | None = None) -> dict[str, Any]:
     """Fixed-point parameters of the whole network (pure numpy; see the module docstring).
 
     ``weights`` as returned by :meth:`FusionNet.weights_numpy` (block-diagonal ``w_in``/``w_rec`` of
     the three modality populations, which run as one Lava LIF process of 3H neurons). Returns
     per-population units, thresholds, decays and a :class:`QuantizedDense` per projection; with
     ``split_input`` the input projection is two Dense (``in`` + residual ``in_lo``, see :func:`split_dense`).
+    ``readout_abs_max`` (float readout membrane units) sizes the readout's LSB so that
+    ``READOUT_HEADROOM`` times that range fits the 24-bit membrane (module docstring).
     """
     out: dict[str, Any] = {"dense": {}, "unit": {}, "vth": {}}
     unit_h = max(float(np.abs(weights["w_in"]).max()), float(np.abs(weights["w_rec"]).max()), 1e-12) / W_MAX
     unit_f = max(float(np.abs(weights["w_fuse"]).max()), 1e-12) / W_MAX
     unit_r = max(float(np.abs(weights["w_out"]).max()), 1e-12) / W_MAX
+    if readout_abs_max is not None:
+        if not (math.isfinite(readout_abs_max) and readout_abs_max >= 0):
+            raise ValueError(f"readout_abs_max={readout_abs_max!r}; expected a finite value >= 0")
+        unit_r = max(unit_r, READOUT_HEADROOM * float(readout_abs_max) * 64.0 / V_MAX)
     for pop, unit0 in (("hidden", unit_h), ("fusion", unit_f)):
         # shrink the unit so that the threshold is an exact integer number of units (no threshold error)
         vth = int(min(VTH_MAX, math.ceil(config.threshold / unit0)))
@@ -118,6 +134,12 @@ def quantize_network(weights: dict[str, np.ndarray], config, split_input: bool =
     out["dv"] = decay_12bit(config.beta)
     out["dv_readout"] = decay_12bit(config.readout_beta)
     return out
+
+
+def readout_range(artifact: ModelArtifact) -> float | None:
+    """``extra.readout_abs_max`` of a trained artifact (None when absent or not a number)."""
+    value = artifact.metadata.get("extra", {}).get("readout_abs_max")
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _import_lava():
@@ -190,7 +212,8 @@ class LavaBackend(Backend):
         rc, cfgs, Dense, RingBuffer, LIF = _import_lava()
         cfg = artifact.config
         model = artifact.build_model()
-        self.q = q = quantize_network(model.weights_numpy(), cfg, split_input=self.split_input)
+        self.q = q = quantize_network(model.weights_numpy(), cfg, split_input=self.split_input,
+                                      readout_abs_max=readout_range(artifact))
         steps = cfg.steps_per_window
         n_in = sum(cfg.input_sizes.values())
         n_hid = len(cfg.input_sizes) * cfg.hidden_neurons

@@ -45,6 +45,7 @@ from snn_fusion_ros.snn.training import (
     last_window_scores,
     load_optimizer_tensors,
     optimizer_tensors,
+    readout_abs_max,
     train_epoch,
 )
 from snn_fusion_ros.spikes import MODALITIES
@@ -278,6 +279,8 @@ def fit(train_enc: EncodedSplit, enc_cfgs: EncoderConfigs, settings: TrainSettin
         if score > state["best_score"]:
             state["best_score"], state["best_epoch"] = score, epoch + 1
             extra = dict(meta_extra, best_epoch=epoch + 1, validation_accuracy=rep, history=state["history"])
+            if val_inputs is not None:
+                extra["readout_abs_max"] = readout_abs_max(model, val_inputs)
             save_artifact(out, model, CLASS_NAMES, enc_cfgs.to_dict(), extra=extra, name=out.name,
                           created_by=created_by)
         tensors = {f"model.{k}": v for k, v in model.artifact_tensors().items()}

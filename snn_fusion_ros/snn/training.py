@@ -228,6 +228,22 @@ def last_window_scores(model: FusionNet, inputs: Mapping[str, Any], batch_size: 
     return np.concatenate(outs).astype(np.float32) if outs else np.zeros((0, model.config.num_classes), np.float32)
 
 
+def readout_abs_max(model: FusionNet, inputs: Mapping[str, Any], batch_size: int = 256) -> float:
+    """Largest ``|v|`` of the readout membrane over every step of ``inputs`` (state reset per sequence).
+
+    Recorded in a trained artifact (``extra.readout_abs_max``): fixed-point backends size the readout's
+    number format from it (Lava's 24-bit membrane wraps around on overflow, see the Lava backend).
+    """
+    peak = 0.0
+    n = len(next(iter(inputs.values())))
+    with torch.no_grad():
+        for lo in range(0, n, batch_size):
+            v = model({m: _as_tensor(a[lo: lo + batch_size]) for m, a in inputs.items()})
+            peak = max(peak, float(v.abs().max()))
+    model.reset()
+    return peak
+
+
 def optimizer_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
     """Adam state as flat named tensors (``opt.<i>.<key>``), for a safetensors checkpoint."""
     out = {}
