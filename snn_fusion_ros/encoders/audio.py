@@ -45,6 +45,7 @@ Rejection rules (counted in :attr:`AudioEncoder.rejections`):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import pairwise
 from math import gcd
 
 import numba as nb
@@ -110,7 +111,7 @@ class AudioEncoderConfig:
         if not self.f_min_hz < self.f_max_hz < self.sample_rate_hz / 2:
             raise ValueError(f"AudioEncoderConfig needs f_min_hz ({self.f_min_hz}) < f_max_hz ({self.f_max_hz}) "
                              f"< sample_rate_hz / 2 ({self.sample_rate_hz / 2})")
-        self.delay_steps  # validates delay_taps_ms
+        _ = self.delay_steps  # validates delay_taps_ms
 
     @property
     def delay_steps(self) -> tuple[int, ...]:
@@ -119,7 +120,7 @@ class AudioEncoderConfig:
         steps = tuple(round(d / self.step_ms) for d in taps)
         if (not 1 <= len(taps) <= MAX_DELAY_TAPS or any(not 0.0 <= d <= MAX_TAP_DELAY_MS for d in taps)
                 or any(abs(d - k * self.step_ms) > 1e-6 * self.step_ms for d, k in zip(taps, steps, strict=True))
-                or any(b <= a for a, b in zip(steps, steps[1:]))):
+                or any(b <= a for a, b in pairwise(steps))):
             raise ValueError(f"AudioEncoderConfig.delay_taps_ms={list(self.delay_taps_ms)}: need 1 to "
                              f"{MAX_DELAY_TAPS} strictly increasing delays in [0, {MAX_TAP_DELAY_MS:g}] ms, each "
                              f"a whole number of steps (step_ms={self.step_ms})")

@@ -22,6 +22,7 @@ assembler holds them until those windows are emitted, so the output stays indepe
 from __future__ import annotations
 
 import dataclasses
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -61,7 +62,7 @@ class WindowAssembler:
         self.step_ns = int(step_ns)
         self.spw = self.window_ns // self.step_ns
         taps = tuple(int(d) for d in delay_steps)
-        if not taps or taps[0] < 0 or any(b <= a for a, b in zip(taps, taps[1:])):
+        if not taps or taps[0] < 0 or any(b <= a for a, b in pairwise(taps)):
             raise ValueError(f"delay_steps={delay_steps!r}: need one or more strictly increasing delays >= 0")
         self.delay_steps = taps
         self.source_neurons = int(num_neurons)
