@@ -24,7 +24,9 @@ Fixed-point mapping (Loihi 2, per target population with LSB value ``U`` of the 
   ``U_r = max(max |W_out| / 254, READOUT_HEADROOM * readout_abs_max * 64 / (2^23 - 1))``, with
   ``readout_abs_max`` the largest ``|v|`` the trained model reached on its validation data
   (``extra.readout_abs_max`` of the artifact, written by ``snn-fusion train``): twice that range fits,
-  at the cost of coarser readout weights. Artifacts without it keep ``U_r = max |W_out| / 254``.
+  at the cost of coarser readout weights. Artifacts without it keep ``U_r = max |W_out| / 254`` and
+  :meth:`LavaBackend.load` warns (``RuntimeWarning``). Either way, every window whose readout reaches
+  three quarters of the 24-bit range is counted in :attr:`LavaBackend.readout_near_limit` (warned once).
 
 Timing difference (documented, not hidden): every Lava ``Dense`` delivers its output one step later
 (its ``a_buff``). The recurrent path therefore matches the reference exactly (``W_rec s[t-1]``), but
@@ -39,6 +41,7 @@ Call :meth:`close` to stop Lava's runtime processes.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -195,6 +198,8 @@ class LavaBackend(Backend):
         self.hardware = hw and target != "sim"
         self.hardware_reason = hw_reason
         self.q: dict[str, Any] = {}
+        #: windows whose readout membrane reached 3/4 of the 24-bit range (risk of wrap-around)
+        self.readout_near_limit = 0
         self._procs: dict[str, Any] = {}
         self._running = False
 
@@ -212,8 +217,13 @@ class LavaBackend(Backend):
         rc, cfgs, Dense, RingBuffer, LIF = _import_lava()
         cfg = artifact.config
         model = artifact.build_model()
+        span = readout_range(artifact)
+        if span is None:
+            warnings.warn(f"lava backend: model {artifact.version} has no extra.readout_abs_max (written by "
+                          "`snn-fusion train`); the readout's 24-bit membrane may wrap around on large scores",
+                          RuntimeWarning, stacklevel=2)
         self.q = q = quantize_network(model.weights_numpy(), cfg, split_input=self.split_input,
-                                      readout_abs_max=readout_range(artifact))
+                                      readout_abs_max=span)
         steps = cfg.steps_per_window
         n_in = sum(cfg.input_sizes.values())
         n_hid = len(cfg.input_sizes) * cfg.hidden_neurons
@@ -281,6 +291,11 @@ class LavaBackend(Backend):
             self._procs["src"].data.init = buf.copy()
         self._run(art.config.steps_per_window)
         v = np.asarray(self._procs["readout"].v.get(), dtype=np.float64)
+        if v.size and float(np.abs(v).max()) >= 0.75 * V_MAX:
+            self.readout_near_limit += 1
+            if self.readout_near_limit == 1:
+                warnings.warn("lava backend: the readout membrane reached 3/4 of its 24-bit range; larger "
+                              "scores wrap around (see doc/backends.md, readout range)", RuntimeWarning, stacklevel=2)
         return softmax_np((v * self.q["unit"]["readout"] / 64.0).astype(np.float32))
 
     def close(self) -> None:

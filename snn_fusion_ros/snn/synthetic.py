@@ -60,11 +60,12 @@ def train_synthetic_artifact(path, config: FusionNetConfig, seed: int = 0, epoch
     """
     from snn_fusion_ros.snn.artifact import save_artifact
     from snn_fusion_ros.snn.network import FusionNet
-    from snn_fusion_ros.snn.training import train
+    from snn_fusion_ros.snn.training import readout_abs_max, train
 
     model = FusionNet(config)
     data = make_synthetic(config, sequences, windows, np.random.default_rng(seed), **synthetic)
     history = train(model, lambda: data.batches(16), epochs=epochs, lr=lr, seed=seed, progress=False)
     names = [f"class{k}" for k in range(config.num_classes)]
-    return save_artifact(path, model, names, {"synthetic": True}, {"train_history": history, "seed": seed},
+    extra = {"train_history": history, "seed": seed, "readout_abs_max": readout_abs_max(model, data.inputs)}
+    return save_artifact(path, model, names, {"synthetic": True}, extra,
                          name="synthetic", created_by="snn_fusion_ros.snn.synthetic.train_synthetic_artifact")
