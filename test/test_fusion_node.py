@@ -181,6 +181,23 @@ def test_bad_windows_are_rejected_and_counted(rclpy_context, executor, ros_msgs,
     assert values["rejected: bad_length"] == "1"
 
 
+def test_a_wrong_size_modality_is_rejected_alone_and_the_others_are_classified(rclpy_context, executor, ros_msgs,
+                                                                              tiny_model):
+    """An encoder configured unlike the model (e.g. audio taps missing) loses only its own windows."""
+    from snn_fusion_ros.ros.convert import spike_window_to_msg
+    from snn_fusion_ros.spikes import SpikeWindow
+
+    rig = Rig(rclpy_context, executor, make_node(rclpy_context, tiny_model))
+    for k in range(3):
+        rig.send("audio", k)
+        rig.send("dvs", k)
+        w = SpikeWindow("imu", np.ones((10, SIZES["imu"] + 2), bool), (k + 1) * W, 5_000_000, k)
+        rig.pubs["imu"].publish(spike_window_to_msg(w))
+    assert rig.wait_results(3), rig.results
+    assert all(set(r.modalities_used) == {"audio", "dvs"} for r in rig.results[:3])
+    assert rig.fusion.rejections.snapshot().get("bad_shape") == 3, rig.fusion.rejections.snapshot()
+
+
 def test_invalid_parameters_are_refused(rclpy_context, executor, ros_msgs, tiny_model):
     from rclpy.parameter import Parameter
 

@@ -217,6 +217,7 @@ class FusionNode(Node):
         now = time.monotonic_ns()
         try:
             window = msg_to_spike_window(msg)
+            self._check_size(window)
             fused = self.aligner.push(window, now)
         except InputRejected as exc:
             self.rejections.record(exc)
@@ -224,6 +225,17 @@ class FusionNode(Node):
             return
         for f in fused:
             self._classify(f)
+
+    def _check_size(self, window) -> None:
+        """Refuse a window whose size differs from the model's input for its modality, at arrival: only that
+        modality is lost (fusion goes on without it), not every instant it would have joined."""
+        cfg = self.artifact.config
+        n = cfg.input_sizes.get(window.modality)
+        want = (cfg.steps_per_window, n)
+        if n is not None and window.spikes.shape != want:
+            raise InputRejected("bad_shape", f"{window.modality} window is {window.spikes.shape} (steps, neurons), the "
+                                             f"model expects {want}: the encoder's parameters must match the model's "
+                                             "encoder_config (config/snn_fusion.yaml for the shipped model)")
 
     def _poll(self) -> None:
         for f in self.aligner.poll(time.monotonic_ns()):
