@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from rclpy.node import Node
 
+from snn_fusion_ros.backends.base import check_inputs
 from snn_fusion_ros.backends.registry import BACKENDS
 from snn_fusion_ros.errors import InputRejected, RejectionCounter
 from snn_fusion_ros.fusion.alignment import Aligner, AlignerConfig, FusedWindow
@@ -227,15 +228,15 @@ class FusionNode(Node):
             self._classify(f)
 
     def _check_size(self, window) -> None:
-        """Refuse a window whose size differs from the model's input for its modality, at arrival: only that
-        modality is lost (fusion goes on without it), not every instant it would have joined."""
+        """Refuse a window whose size differs from the model's input for its modality, at arrival (the
+        backends' own :func:`check_inputs`): only that modality is lost (fusion goes on without it), not
+        every instant it would have joined."""
         cfg = self.artifact.config
-        n = cfg.input_sizes.get(window.modality)
-        want = (cfg.steps_per_window, n)
-        if n is not None and window.spikes.shape != want:
-            raise InputRejected("bad_shape", f"{window.modality} window is {window.spikes.shape} (steps, neurons), the "
-                                             f"model expects {want}: the encoder's parameters must match the model's "
-                                             "encoder_config (config/snn_fusion.yaml for the shipped model)")
+        try:
+            check_inputs({window.modality: window.spikes}, cfg.input_sizes, cfg.steps_per_window)
+        except InputRejected as exc:
+            raise InputRejected(exc.reason, f"{exc.detail}: the encoder's parameters must match the model's "
+                                            "encoder_config (config/snn_fusion.yaml for the shipped model)") from None
 
     def _poll(self) -> None:
         for f in self.aligner.poll(time.monotonic_ns()):
