@@ -9,7 +9,7 @@ from snn_fusion_ros.data import builder, handwriting, imu
 from snn_fusion_ros.data.audio import RawAudio, place_audio, read_wav, speech_centre
 from snn_fusion_ros.data.pairing import pair_samples
 from snn_fusion_ros.data.sources import SourceUnavailable, fetch_debian_package, fetch_wheel
-from snn_fusion_ros.data.store import load_npz, save_npz
+from snn_fusion_ros.data.store import load_npz, save_json, save_npz
 from snn_fusion_ros.spikes import MODALITIES
 
 pytestmark = pytest.mark.unit
@@ -158,6 +158,27 @@ def test_save_npz_is_byte_reproducible_and_pickle_free(tmp_path):
     assert back["s"].shape == () and back["a"].tolist() == ["x", "yz"] and back["e"].dtype == arrays["e"].dtype
     with pytest.raises(ValueError, match="object"):
         save_npz(tmp_path / "3.npz", {"o": np.array([None, 1], dtype=object)})
+
+
+def test_concurrent_writers_of_one_cache_file_do_not_collide(tmp_path):
+    """Two training runs started together encode the same split and write the same cache entry."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    arrays = {"a": np.random.default_rng(0).integers(0, 2, (400, 4096), dtype=np.uint8)}
+    target = tmp_path / "shared.npz"
+    barrier = Barrier(4)
+
+    def write(_: int) -> None:
+        barrier.wait()
+        for _ in range(5):
+            save_npz(target, arrays)
+            save_json(tmp_path / "shared.json", {"n": 1})
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(write, range(4)))  # re-raises a writer's error
+    assert np.array_equal(load_npz(target)["a"], arrays["a"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shared.json", "shared.npz"], "temporary files left"
 
 
 def test_espeak_synthesis_is_reproducible():

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,22 +20,39 @@ import numpy as np
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
+@contextmanager
+def _atomic_target(path: Path) -> Iterator[Path]:
+    """A temporary file next to ``path``, unique to this writer, moved onto ``path`` on success.
+
+    Two processes may write the same cache entry at once (two training runs started together both
+    encode the split): each writes its own temporary file and the last ``os.replace`` wins, with
+    identical contents; a fixed temporary name let one writer move the other's file away mid-write.
+    """
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Write ``arrays`` to ``path`` (deflated npz, fixed timestamps, sorted names), atomically."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
+    for name in arrays:
+        if np.asarray(arrays[name]).dtype.hasobject:
+            raise ValueError(f"array {name!r} has object dtype; only plain arrays are stored")
+    with _atomic_target(Path(path)) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
         for name in sorted(arrays):
             arr = np.asarray(arrays[name])
-            if arr.dtype.hasobject:
-                raise ValueError(f"array {name!r} has object dtype; only plain arrays are stored")
             info = zipfile.ZipInfo(f"{name}.npy", date_time=_EPOCH)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
             with z.open(info, "w", force_zip64=True) as f:
                 np.lib.format.write_array(f, np.array(arr, order="C", copy=not arr.flags.c_contiguous),
                                         allow_pickle=False)
-    os.replace(tmp, path)
 
 
 def load_npz(path: Path) -> dict[str, np.ndarray]:
@@ -43,10 +63,8 @@ def load_npz(path: Path) -> dict[str, np.ndarray]:
 
 def save_json(path: Path, obj: Any) -> None:
     """Write ``obj`` as sorted, indented JSON, atomically."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    with _atomic_target(Path(path)) as tmp:
+        tmp.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n")
 
 
 def load_json(path: Path) -> Any:
