@@ -165,6 +165,25 @@ def test_gather_takes_noisy_encodings_at_the_requested_rate(quick_train, tmp_pat
                       tmp_path / "ck", "k", progress=False)
 
 
+def test_mispair_replaces_a_modalitys_sample_at_its_rate_and_keeps_the_others():
+    n = 20000
+    rows = np.stack([np.arange(n), np.arange(n) + n, np.arange(n) + 2 * n], 1)
+    subset = {"audio": np.arange(5), "dvs": np.arange(5), "imu": np.array([7, 8, 9])}
+    out = train_cli.mispair(rows, subset, {"imu": 0.6}, np.random.default_rng(0))
+    assert np.array_equal(out[:, :2], rows[:, :2]), "audio and DVS untouched"
+    hit = out[:, 2] != rows[:, 2]
+    assert abs(hit.mean() - 0.6) < 0.02, hit.mean()
+    assert set(out[hit, 2].tolist()) == {7, 8, 9}, "replacements come from the modality's subset, any class"
+    assert np.array_equal(rows[:, 2], np.arange(n) + 2 * n), "the input rows are not modified"
+    assert np.array_equal(train_cli.mispair(rows, subset, {}, np.random.default_rng(0)), rows)
+    a = train_cli.mispair(rows, subset, {"audio": 0.1, "imu": 0.5}, np.random.default_rng(3))
+    assert np.array_equal(a, train_cli.mispair(rows, subset, {"audio": 0.1, "imu": 0.5}, np.random.default_rng(3)))
+    with pytest.raises(ValueError, match="imu"):
+        train_cli.mispair(rows, subset, {"imu": 1.5}, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="mispair_dvs"):
+        _settings(mispair_dvs=-0.1)
+
+
 def _settings(**kw) -> train_cli.TrainSettings:
     base = {"epochs": 2, "hidden_neurons": 16, "fusion_neurons": 16, "batch_size": 16, "val_fraction": 0.2}
     base.update(kw)
@@ -236,9 +255,11 @@ def test_train_cli_writes_artifact(quick_key, tmp_path):
     train_cli.add_arguments(p)
     args = p.parse_args(["--build", quick_key, "--epochs", "1", "--hidden", "8", "--fusion", "8",
                          "--out", str(tmp_path / "m"), "--checkpoint-dir", str(tmp_path / "ck"), "--no-progress",
-                         "--threads", "1"])
+                         "--threads", "1", "--mispair-imu", "0.5"])
     assert train_cli.run(args) == 0
     art = load_artifact(tmp_path / "m")
     assert art.config.num_classes == 10 and art.config.hidden_neurons == 8
+    training = art.metadata["extra"]["training"]
+    assert training["mispair_imu"] == 0.5 and training["mispair_audio"] == 0.0
     assert (tmp_path / "ck" / train_cli.CHECKPOINT_WEIGHTS).is_file()
     assert not list((tmp_path / "ck").glob("*.pt")), "checkpoints are safetensors, never pickle"
