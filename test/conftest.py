@@ -29,6 +29,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.flaky(reruns=2, reruns_delay=1))
 
 
+_RERUN_REASONS: list[tuple[str, str, str]] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Keep why a test failed before a rerun passed it, so every log can tell what a flaky test hit."""
+    if report.outcome == "rerun":
+        _RERUN_REASONS.append((report.nodeid, report.when, report.longreprtext))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if not _RERUN_REASONS:
+        return
+    terminalreporter.section("why tests were rerun (the failures that a rerun followed)")
+    for nodeid, when, text in _RERUN_REASONS:
+        lines = text.strip().splitlines()
+        terminalreporter.write_line(f"--- {nodeid} ({when}), last {min(25, len(lines))} lines:")
+        for line in lines[-25:]:
+            terminalreporter.write_line("    " + line)
+
+
 def _hypothesis_profiles() -> None:
     """Property tests draw the same examples on every run ("repeatable", the default: a red CI is a
     bug in the code, never a new draw) unless ``SNN_FUSION_FUZZ_EXPLORE=1`` asks for fresh random
