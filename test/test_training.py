@@ -22,7 +22,13 @@ from snn_fusion_ros.data.encode import (
 )
 from snn_fusion_ros.snn import train_cli
 from snn_fusion_ros.snn.artifact import load_artifact
-from snn_fusion_ros.snn.training import MISSING_SETS, apply_missing_dropout, augment_spikes, last_window_scores
+from snn_fusion_ros.snn.training import (
+    MISSING_SETS,
+    apply_missing_dropout,
+    augment_spikes,
+    last_window_scores,
+    readout_abs_max,
+)
 from snn_fusion_ros.spikes import MODALITIES, SpikeWindow
 
 pytestmark = pytest.mark.unit
@@ -250,7 +256,7 @@ def test_short_training_beats_chance_on_held_out_test(quick_key, quick_train, tm
     assert acc >= 0.3, f"held-out test accuracy {acc:.3f} (chance 0.1)"
 
 
-def test_train_cli_writes_artifact(quick_key, tmp_path):
+def test_train_cli_writes_artifact(quick_key, quick_train, tmp_path):
     p = argparse.ArgumentParser()
     train_cli.add_arguments(p)
     args = p.parse_args(["--build", quick_key, "--epochs", "1", "--hidden", "8", "--fusion", "8",
@@ -261,5 +267,10 @@ def test_train_cli_writes_artifact(quick_key, tmp_path):
     assert art.config.num_classes == 10 and art.config.hidden_neurons == 8
     training = art.metadata["extra"]["training"]
     assert training["mispair_imu"] == 0.5 and training["mispair_audio"] == 0.0
+    # the readout range recorded with the best epoch is that of the validation pairs under the saved weights
+    _, va = train_cli.split_validation(quick_train, training["val_fraction"], np.random.default_rng([0, 1]))
+    rows, _ = train_cli.paired_index(quick_train, va, np.random.default_rng([0, 2]))
+    peak = readout_abs_max(art.build_model(), train_cli.gather(quick_train, rows))
+    assert peak > 0 and art.metadata["extra"]["readout_abs_max"] == pytest.approx(peak, rel=1e-6)
     assert (tmp_path / "ck" / train_cli.CHECKPOINT_WEIGHTS).is_file()
     assert not list((tmp_path / "ck").glob("*.pt")), "checkpoints are safetensors, never pickle"

@@ -45,7 +45,7 @@ from snn_fusion_ros.snn.training import (
     last_window_scores,
     load_optimizer_tensors,
     optimizer_tensors,
-    readout_abs_max,
+    scores_and_peak,
     train_epoch,
 )
 from snn_fusion_ros.spikes import MODALITIES
@@ -203,13 +203,16 @@ def training_noise(s: TrainSettings) -> SensorNoise:
                        seed=s.seed + 7919)
 
 
-def accuracy_report(model: FusionNet, inputs: dict[str, np.ndarray], labels: np.ndarray) -> dict[str, float]:
-    """Last-window accuracy with all modalities (``"fused"``) and with each missing set missing."""
-    out = {"fused": float(np.mean(last_window_scores(model, inputs).argmax(-1) == labels))}
+def accuracy_report(model: FusionNet, inputs: dict[str, np.ndarray], labels: np.ndarray
+                    ) -> tuple[dict[str, float], float]:
+    """Last-window accuracy with all modalities (``"fused"``) and with each missing set missing, and the
+    readout range of the fused pass (:func:`~snn_fusion_ros.snn.training.readout_abs_max`, same pass)."""
+    scores, peak = scores_and_peak(model, inputs)
+    out = {"fused": float(np.mean(scores.argmax(-1) == labels))}
     for miss in MISSING_SETS:
         x = {m: (np.zeros_like(a) if m in miss else a) for m, a in inputs.items()}
         out["-" + "-".join(miss)] = float(np.mean(last_window_scores(model, x).argmax(-1) == labels))
-    return out
+    return out, peak
 
 
 def selection_score(rep: dict[str, float]) -> float:
@@ -303,7 +306,7 @@ def fit(train_enc: EncodedSplit, enc_cfgs: EncoderConfigs, settings: TrainSettin
 
         loss, acc = train_epoch(model, opt, batches(), gen, s.missing_dropout, s.last_weight,
                                 shift_steps=s.shift_steps, spike_drop=s.spike_drop)
-        rep = accuracy_report(model, val_inputs, val_labels) if val_inputs is not None else {}
+        rep, peak = accuracy_report(model, val_inputs, val_labels) if val_inputs is not None else ({}, 0.0)
         score = selection_score(rep) if rep else float(epoch)
         dt = time.perf_counter() - t0
         state["train_seconds"] = float(state["train_seconds"]) + dt
@@ -314,7 +317,7 @@ def fit(train_enc: EncodedSplit, enc_cfgs: EncoderConfigs, settings: TrainSettin
             state["best_score"], state["best_epoch"] = score, epoch + 1
             extra = dict(meta_extra, best_epoch=epoch + 1, validation_accuracy=rep, history=state["history"])
             if val_inputs is not None:
-                extra["readout_abs_max"] = readout_abs_max(model, val_inputs)
+                extra["readout_abs_max"] = peak
             save_artifact(out, model, CLASS_NAMES, enc_cfgs.to_dict(), extra=extra, name=out.name,
                           created_by=created_by)
         tensors = {f"model.{k}": v for k, v in model.artifact_tensors().items()}

@@ -216,16 +216,24 @@ def train_epoch(model: FusionNet, opt: torch.optim.Optimizer, batches: Iterable[
     return tot_loss / nb, ok / max(1, n)
 
 
-def last_window_scores(model: FusionNet, inputs: Mapping[str, Any], batch_size: int = 256) -> np.ndarray:
-    """Readout membrane at the end of the last window, (S, C) float32, state reset per sequence."""
-    outs = []
+def scores_and_peak(model: FusionNet, inputs: Mapping[str, Any], batch_size: int = 256) -> tuple[np.ndarray, float]:
+    """One pass over ``inputs`` (state reset per sequence): the readout membrane at the end of the last
+    window (S, C) float32, and the largest ``|v|`` of the readout membrane over every step."""
+    outs, peak = [], 0.0
     n = len(next(iter(inputs.values())))
     with torch.no_grad():
         for lo in range(0, n, batch_size):
             v = model({m: _as_tensor(a[lo: lo + batch_size]) for m, a in inputs.items()})
             outs.append(model.window_end_values(v)[:, -1].numpy())
+            peak = max(peak, float(v.abs().max()))
     model.reset()
-    return np.concatenate(outs).astype(np.float32) if outs else np.zeros((0, model.config.num_classes), np.float32)
+    scores = np.concatenate(outs).astype(np.float32) if outs else np.zeros((0, model.config.num_classes), np.float32)
+    return scores, peak
+
+
+def last_window_scores(model: FusionNet, inputs: Mapping[str, Any], batch_size: int = 256) -> np.ndarray:
+    """Readout membrane at the end of the last window, (S, C) float32, state reset per sequence."""
+    return scores_and_peak(model, inputs, batch_size)[0]
 
 
 def readout_abs_max(model: FusionNet, inputs: Mapping[str, Any], batch_size: int = 256) -> float:
@@ -234,14 +242,7 @@ def readout_abs_max(model: FusionNet, inputs: Mapping[str, Any], batch_size: int
     Recorded in a trained artifact (``extra.readout_abs_max``): fixed-point backends size the readout's
     number format from it (Lava's 24-bit membrane wraps around on overflow, see the Lava backend).
     """
-    peak = 0.0
-    n = len(next(iter(inputs.values())))
-    with torch.no_grad():
-        for lo in range(0, n, batch_size):
-            v = model({m: _as_tensor(a[lo: lo + batch_size]) for m, a in inputs.items()})
-            peak = max(peak, float(v.abs().max()))
-    model.reset()
-    return peak
+    return scores_and_peak(model, inputs, batch_size)[1]
 
 
 def optimizer_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
