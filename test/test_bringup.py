@@ -40,7 +40,7 @@ def test_bringup_process_classifies_live_streams_and_exits_cleanly(rclpy_context
     spin_until(executor, lambda: False, 0.5)
     rng = np.random.default_rng(0)
     t0 = 100 * W
-    for k in range(60):  # 600 ms of sensor data in 10 ms slices
+    for k in range(100):  # 1 s of sensor data in 10 ms slices: 20 windows
         t = t0 + k * 10_000_000
         pubs["audio"].publish(audio_to_msg(rng.normal(0, 0.1, 160).astype(np.float32), 16000, t, k))
         ev = np.zeros(200, EVENT_DTYPE)
@@ -51,11 +51,13 @@ def test_bringup_process_classifies_live_streams_and_exits_cleanly(rclpy_context
         # a 100 Hz IMU publishes the sample at the end of the slice when the slice ends, as audio and events
         pubs["imu"].publish(imu_to_msg(t + 10_000_000, rng.normal(0, 1, 3), rng.normal(0, 0.1, 3)))
         spin_until(executor, lambda: False, 0.01)
-    assert spin_until(executor, lambda: len(results) >= 11, 20), f"{len(results)} classifications"
-    # every modality is fused once the stream runs (the first slices can be lost to best-effort
-    # readers that matched the writers a little later than the writers saw them)
-    used = [sorted(r.modalities_used) for r in results[:11]]
-    assert all(u == ["audio", "dvs", "imu"] for u in used[-6:]), used
+    # the first windows can be lost to best-effort readers (here or between the bringup's own nodes)
+    # that matched their writers a little later than the writers saw them: on a loaded machine that
+    # can be several slices, so 1 s is sent and 14 of its 20 windows are asked for
+    assert spin_until(executor, lambda: len(results) >= 14, 20), f"{len(results)} classifications"
+    # every modality is fused once the stream runs
+    used = [sorted(r.modalities_used) for r in results[:14]]
+    assert all(u == ["audio", "dvs", "imu"] for u in used[-8:]), used
     stamps = [r.header.stamp.sec * 10**9 + r.header.stamp.nanosec for r in results]
     assert stamps == sorted(stamps) and all(s % W == 0 for s in stamps)
     output = proc.stop()  # SIGINT; the fixture asserts that nothing of the process group survives
