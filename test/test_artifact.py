@@ -51,6 +51,8 @@ def test_weights_are_safetensors_not_pickle(saved):
     header_len = int.from_bytes(raw[:8], "little")
     header = json.loads(raw[8:8 + header_len])
     assert "w_fuse" in header and not raw.startswith(b"\x80")  # no pickle protocol marker
+    # readable by the user that runs the node, not only by the one who trained it (installed to share/)
+    assert (path / "weights.safetensors").stat().st_mode & 0o777 == 0o644
 
 
 def test_tampered_weights_rejected(saved):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import shlex
 import sys
 from dataclasses import dataclass, field
@@ -99,6 +100,9 @@ def save_artifact(path: str | Path, model: FusionNet, class_names: list[str] | t
     tensors = model.artifact_tensors()
     weights = out / WEIGHTS_FILE
     save_file(tensors, str(weights), metadata={"format_version": str(FORMAT_VERSION)})
+    # safetensors creates the file owner-only (0600); a model is installed to share/ and read by
+    # whichever user runs the node, so it gets the mode of any other data file
+    os.chmod(weights, 0o644)
     meta = {
         "format_version": FORMAT_VERSION,
         "name": name or out.name,
