@@ -15,8 +15,11 @@ def test_davis346_bag_replays_without_rejections_and_diagnostics_ok(shared_event
 
     bag = tmp_path / "davis"
     assert make_bag(["-o", str(bag), "--from-recording", str(shared_events / "davis346.aedat4")]) == 0
+    # a generous alignment wait: with the YAML's 30 ms, a DVS window (the DAVIS bursts take the longest
+    # to encode) reached fusion after its instant had been classified from the IMU alone now and then
+    # in the full suite (counted `late`); this test is about the recording, not that timing
     session, facts = run_session(bag, model=str(encoder_sized_model), modalities=("dvs", "imu"),
-                                 log_dir=tmp_path / "logs")
+                                 log_dir=tmp_path / "logs", extra_fusion_params=["alignment.max_wait_ms:=2000.0"])
     s = summarize(session, facts)
     assert not facts["died"] and facts["replay_exit"] == 0, facts
     # 2.36 s of sensor time in 50 ms windows
