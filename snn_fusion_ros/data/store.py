@@ -21,8 +21,9 @@ _EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
 @contextmanager
-def _atomic_target(path: Path) -> Iterator[Path]:
-    """A temporary file next to ``path``, unique to this writer, moved onto ``path`` on success.
+def atomic_target(path: Path) -> Iterator[Path]:
+    """A temporary file next to ``path``, unique to this writer, moved onto ``path`` on success (mode 0644,
+    whatever the writer created it with).
 
     Two processes may write the same cache entry at once (two training runs started together both
     encode the split): each writes its own temporary file and the last ``os.replace`` wins, with
@@ -44,7 +45,7 @@ def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     for name in arrays:
         if np.asarray(arrays[name]).dtype.hasobject:
             raise ValueError(f"array {name!r} has object dtype; only plain arrays are stored")
-    with _atomic_target(Path(path)) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
+    with atomic_target(Path(path)) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
         for name in sorted(arrays):
             arr = np.asarray(arrays[name])
             info = zipfile.ZipInfo(f"{name}.npy", date_time=_EPOCH)
@@ -63,7 +64,7 @@ def load_npz(path: Path) -> dict[str, np.ndarray]:
 
 def save_json(path: Path, obj: Any) -> None:
     """Write ``obj`` as sorted, indented JSON, atomically."""
-    with _atomic_target(Path(path)) as tmp:
+    with atomic_target(Path(path)) as tmp:
         tmp.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n")
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import shlex
 import sys
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from typing import Any
 
 import torch
 
+from snn_fusion_ros.data.store import atomic_target
 from snn_fusion_ros.params import config_from_mapping
 from snn_fusion_ros.snn.config import FusionNetConfig
 from snn_fusion_ros.snn.network import FusionNet
@@ -99,10 +99,10 @@ def save_artifact(path: str | Path, model: FusionNet, class_names: list[str] | t
     out.mkdir(parents=True, exist_ok=True)
     tensors = model.artifact_tensors()
     weights = out / WEIGHTS_FILE
-    save_file(tensors, str(weights), metadata={"format_version": str(FORMAT_VERSION)})
-    # safetensors creates the file owner-only (0600); a model is installed to share/ and read by
-    # whichever user runs the node, so it gets the mode of any other data file
-    os.chmod(weights, 0o644)
+    # atomic, and mode 0644: safetensors alone creates the file owner-only (0600), but a model is
+    # installed to share/ and read by whichever user runs the node
+    with atomic_target(weights) as tmp:
+        save_file(tensors, str(tmp), metadata={"format_version": str(FORMAT_VERSION)})
     meta = {
         "format_version": FORMAT_VERSION,
         "name": name or out.name,
@@ -120,7 +120,8 @@ def save_artifact(path: str | Path, model: FusionNet, class_names: list[str] | t
         text = json.dumps(meta, indent=2, sort_keys=True)
     except TypeError as exc:
         raise ArtifactError(f"encoder_config/extra must be JSON-serialisable: {exc}") from exc
-    (out / METADATA_FILE).write_text(text + "\n", encoding="utf-8")
+    with atomic_target(out / METADATA_FILE) as tmp:
+        tmp.write_text(text + "\n", encoding="utf-8")
     return out
 
 

@@ -290,7 +290,7 @@ def fit(train_enc: EncodedSplit, enc_cfgs: EncoderConfigs, settings: TrainSettin
         for g in opt.param_groups:
             g["lr"] = lr
         rows, labels = paired_index(train_enc, tr, np.random.default_rng([s.seed, 3, epoch]))
-        p_mis = {"audio": s.mispair_audio, "dvs": s.mispair_dvs, "imu": s.mispair_imu}
+        p_mis = {m: getattr(s, f"mispair_{m}") for m in MODALITIES}
         if any(p_mis.values()):
             rows = mispair(rows, tr, p_mis, np.random.default_rng([s.seed, 5, epoch]))
         gen = torch.Generator()
