@@ -54,7 +54,9 @@ def test_node_configs_match_the_parameter_file():
     cfgs = node_encoder_configs()
     # audio: 32 channels x ON/OFF x 4 delay taps (0, 150, 300, 450 ms)
     assert cfgs.audio.delay_steps == (0, 30, 60, 90)
-    assert cfgs.num_neurons == {"audio": 256, "dvs": 512, "imu": 48}, cfgs.num_neurons
+    # IMU: population code, 16 neurons per channel x 6 channels, accelerometer full scale 30 m/s^2
+    assert (cfgs.imu.coding, cfgs.imu.population_size, cfgs.imu.accel_full_scale) == ("population", 16, 30.0)
+    assert cfgs.num_neurons == {"audio": 256, "dvs": 512, "imu": 96}, cfgs.num_neurons
     assert cfgs.steps_per_window == 10
     assert EncoderConfigs.from_dict(cfgs.to_dict()) == cfgs
     assert json.loads(json.dumps(cfgs.to_dict())) == cfgs.to_dict()
