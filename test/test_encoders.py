@@ -382,6 +382,36 @@ def test_imu_gap_resets_references():
     assert enc.stats.resets == 1
 
 
+def test_imu_delay_taps_repeat_the_spikes_delayed():
+    rng = np.random.default_rng(4)
+    n = 300
+    t = 1_000 * MS + np.arange(n) * 10 * MS  # 100 Hz for 3 s
+    a = 9.8 + np.cumsum(rng.normal(0, 1.0, (n, 3)), axis=0)
+    base = ImuEncoderConfig(coding="population", population_size=16, accel_full_scale=30.0)
+    plain = ImuEncoder(base)
+    ref = np.concatenate([w.spikes for w in plain.push(t, a, None) + plain.flush()])
+    cfg = dataclasses.replace(base, delay_taps_ms=(0.0, 250.0, 500.0))
+    assert cfg.delay_steps == (0, 50, 100) and cfg.coded_neurons == 96 and cfg.num_neurons == 3 * 96
+    enc = ImuEncoder(cfg)
+    out = enc.push(t, a, None) + enc.flush()
+    assert_grid(out, neurons=288)
+    assert out[0].start_ns == 1_000 * MS
+    tapped = np.concatenate([w.spikes for w in out])
+    assert tapped.shape[0] == ref.shape[0] + 100  # the delay line drains at flush: 500 ms = 10 windows more
+    assert ref.sum() > 200
+    for i, d in enumerate((0, 50, 100)):
+        block = tapped[:, 96 * i: 96 * (i + 1)]
+        np.testing.assert_array_equal(block[d: d + ref.shape[0]], ref, err_msg=f"tap {i}")
+        assert not block[:d].any() and not block[d + ref.shape[0]:].any()
+
+
+def test_imu_delay_taps_validated():
+    for bad in [(), (0.0, 7.0), (150.0, 0.0), (0.0, 0.0), (-5.0,), (0.0, 20_000.0), tuple(5.0 * i for i in range(17))]:
+        with pytest.raises(ValueError, match="ImuEncoderConfig.delay_taps_ms"):
+            ImuEncoderConfig(delay_taps_ms=bad)
+    assert ImuEncoderConfig(delay_taps_ms=(50.0,), coding="rate").num_neurons == 12  # one tap, delayed
+
+
 @pytest.mark.parametrize("coding", ["delta", "rate", "population"])
 def test_imu_chunk_invariance_davis346(shared_events, coding):
     from snn_fusion_ros.codecs.aedat4 import read_aedat4
@@ -546,16 +576,17 @@ def test_audio_any_chunking_property(sizes, rate):
     assert_same_windows(ref, out + enc.flush())
 
 
-@given(_CUTS, st.sampled_from(["delta", "rate", "population"]), st.integers(0, 2**32))
+@given(_CUTS, st.sampled_from(["delta", "rate", "population"]), st.integers(0, 2**32),
+       st.sampled_from([(0.0,), (0.0, 25.0, 300.0)]))
 @settings(max_examples=30, deadline=None)
-def test_imu_any_chunking_property(cuts, coding, seed):
+def test_imu_any_chunking_property(cuts, coding, seed, taps):
     rng = np.random.default_rng(seed)
     n = 600
     t = 1_000 * MS + np.cumsum(rng.integers(1 * MS, 12 * MS, n))  # irregular intervals
     a = np.cumsum(rng.normal(0, 0.3, (n, 3)), axis=0)
     g = np.cumsum(rng.normal(0, 0.03, (n, 3)), axis=0)
     g[rng.random(n) < 0.1] = np.nan  # some samples without gyro
-    cfg = ImuEncoderConfig(coding=coding, gap_ms=10.0)
+    cfg = ImuEncoderConfig(coding=coding, gap_ms=10.0, delay_taps_ms=taps)
     ref_enc = ImuEncoder(cfg)
     ref = ref_enc.push(t, a, g) + ref_enc.flush()
     enc = ImuEncoder(cfg)

@@ -45,7 +45,6 @@ Rejection rules (counted in :attr:`AudioEncoder.rejections`):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from itertools import pairwise
 from math import gcd
 
 import numba as nb
@@ -57,6 +56,8 @@ from snn_fusion_ros.encoders.windows import (
     StreamingEncoder,
     WindowAssembler,
     count_rejection,
+    delay_taps_param,
+    tap_delay_steps,
     window_geometry,
 )
 from snn_fusion_ros.errors import InputRejected, RejectionCounter
@@ -70,9 +71,6 @@ _NS = 1_000_000_000
 
 #: Highest accepted input sample rate, Hz (a rate from the wire can be up to 2**32 - 1).
 MAX_INPUT_RATE_HZ = 768_000
-#: Limits of :attr:`AudioEncoderConfig.delay_taps_ms`.
-MAX_DELAY_TAPS = 16
-MAX_TAP_DELAY_MS = 10_000.0
 
 @dataclass(frozen=True)
 class AudioEncoderConfig:
@@ -101,9 +99,7 @@ class AudioEncoderConfig:
     step_ms: float = field(default=5.0, metadata=param("step length; divides window_ms", "ms", 0.1, 10000.0))
     max_gap_windows: int = field(default=200, metadata=param(
         "empty windows emitted across a time jump before the grid skips ahead", "windows", 1, 1_000_000))
-    delay_taps_ms: tuple[float, ...] = field(default=(0.0,), metadata=param(
-        "delay of each copy of the spiking neurons (tapped delay line; whole steps, increasing, first >= 0, "
-        f"at most {MAX_DELAY_TAPS} taps up to {MAX_TAP_DELAY_MS:g} ms); [0.0] = no delay", "ms"))
+    delay_taps_ms: tuple[float, ...] = field(default=(0.0,), metadata=delay_taps_param("spiking neurons"))
 
     def __post_init__(self) -> None:
         validate_config(self)
@@ -115,16 +111,8 @@ class AudioEncoderConfig:
 
     @property
     def delay_steps(self) -> tuple[int, ...]:
-        """``delay_taps_ms`` in steps; ValueError unless each is a whole number of steps, increasing, in range."""
-        taps = tuple(float(d) for d in self.delay_taps_ms)
-        steps = tuple(round(d / self.step_ms) for d in taps)
-        if (not 1 <= len(taps) <= MAX_DELAY_TAPS or any(not 0.0 <= d <= MAX_TAP_DELAY_MS for d in taps)
-                or any(abs(d - k * self.step_ms) > 1e-6 * self.step_ms for d, k in zip(taps, steps, strict=True))
-                or any(b <= a for a, b in pairwise(steps))):
-            raise ValueError(f"AudioEncoderConfig.delay_taps_ms={list(self.delay_taps_ms)}: need 1 to "
-                             f"{MAX_DELAY_TAPS} strictly increasing delays in [0, {MAX_TAP_DELAY_MS:g}] ms, each "
-                             f"a whole number of steps (step_ms={self.step_ms})")
-        return steps
+        """``delay_taps_ms`` in steps (validated by :func:`~snn_fusion_ros.encoders.windows.tap_delay_steps`)."""
+        return tap_delay_steps(type(self).__name__, self.delay_taps_ms, self.step_ms)
 
     @property
     def spiking_neurons(self) -> int:

@@ -19,6 +19,12 @@ Six input channels, in this order: ``ax, ay, az`` (m/s^2), ``gx, gy, gz`` (rad/s
 
 Full scales: ``accel_full_scale`` (m/s^2) and ``gyro_full_scale`` (rad/s).
 
+Delay taps (``delay_taps_ms``, default ``[0.0]`` = none), as in the audio encoder: tap ``i`` repeats the
+``S`` neurons of the coding above delayed by ``delay_taps_ms[i]``, as neurons ``[i S, (i + 1) S)`` (a
+tapped delay line, :class:`~snn_fusion_ros.encoders.windows.WindowAssembler`). A gesture is a
+sequence of postures and movements; with taps the network sees, at one instant, what each channel did
+a few hundred ms earlier. ``flush()`` drains the delay line (windows up to the last delayed spike).
+
 Rules (counted in :attr:`ImuEncoder.rejections`):
 
 * a sample whose accel or gyro row is ALL NaN, or ``None`` for the whole message, is "absent" for
@@ -45,7 +51,9 @@ from snn_fusion_ros.encoders.windows import (
     StreamingEncoder,
     WindowAssembler,
     count_rejection,
+    delay_taps_param,
     replace_runtime,
+    tap_delay_steps,
     window_geometry,
 )
 from snn_fusion_ros.errors import InputRejected, RejectionCounter
@@ -77,12 +85,14 @@ class ImuEncoderConfig:
     step_ms: float = field(default=5.0, metadata=param("step length; divides window_ms", "ms", 0.01, 10000.0))
     max_gap_windows: int = field(default=200, metadata=param(
         "empty windows emitted across a time jump before the grid skips ahead", "windows", 1, 1_000_000))
+    delay_taps_ms: tuple[float, ...] = field(default=(0.0,), metadata=delay_taps_param("coded neurons"))
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "accel_thresholds", tuple(float(v) for v in self.accel_thresholds))
         object.__setattr__(self, "gyro_thresholds", tuple(float(v) for v in self.gyro_thresholds))
         validate_config(self)
         window_geometry(self.window_ms, self.step_ms)
+        _ = self.delay_steps  # validates delay_taps_ms
         if not self.accel_thresholds or len(self.accel_thresholds) != len(self.gyro_thresholds):
             raise ValueError(f"ImuEncoderConfig needs as many accel_thresholds ({len(self.accel_thresholds)}) as "
                              f"gyro_thresholds ({len(self.gyro_thresholds)}), at least one")
@@ -96,12 +106,23 @@ class ImuEncoderConfig:
         return len(self.accel_thresholds)
 
     @property
-    def num_neurons(self) -> int:
+    def delay_steps(self) -> tuple[int, ...]:
+        """``delay_taps_ms`` in steps (validated by :func:`~snn_fusion_ros.encoders.windows.tap_delay_steps`)."""
+        return tap_delay_steps(type(self).__name__, self.delay_taps_ms, self.step_ms)
+
+    @property
+    def coded_neurons(self) -> int:
+        """Neurons of the coding (before delay taps)."""
         if self.coding == "delta":
             return 2 * 6 * self.levels
         if self.coding == "rate":
             return 12
         return 6 * self.population_size
+
+    @property
+    def num_neurons(self) -> int:
+        """Output neurons: the coding's, once per delay tap."""
+        return self.coded_neurons * len(self.delay_taps_ms)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -182,7 +203,8 @@ class ImuEncoder(StreamingEncoder):
         self.window_ns, self.step_ns, self.steps_per_window = window_geometry(cfg.window_ms, cfg.step_ms)
         self.rejections = RejectionCounter()
         self.stats = EncoderStats()
-        self._asm = WindowAssembler("imu", self.window_ns, self.step_ns, self.num_neurons, cfg.max_gap_windows)
+        self._asm = WindowAssembler("imu", self.window_ns, self.step_ns, cfg.coded_neurons, cfg.max_gap_windows,
+                                    cfg.delay_steps)
         self._set_tables()
         self.reset()
 

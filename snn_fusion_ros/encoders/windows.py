@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from snn_fusion_ros.errors import InputRejected, RejectionCounter
+from snn_fusion_ros.params import param
 from snn_fusion_ros.spikes import SpikeWindow
 
 NS_PER_MS = 1_000_000
@@ -40,6 +41,30 @@ def window_geometry(window_ms: float, step_ms: float) -> tuple[int, int, int]:
     if step_ns <= 0 or window_ns <= 0 or window_ns % step_ns:
         raise ValueError(f"window_ms={window_ms} must be a positive whole multiple of step_ms={step_ms}")
     return window_ns, step_ns, window_ns // step_ns
+
+
+#: Limits of an encoder's ``delay_taps_ms`` (:func:`tap_delay_steps`).
+MAX_DELAY_TAPS = 16
+MAX_TAP_DELAY_MS = 10_000.0
+
+
+def delay_taps_param(what: str) -> dict[str, Any]:
+    """Field metadata of an encoder config's ``delay_taps_ms`` (one description for every encoder)."""
+    return param(f"delay of each copy of the {what} (tapped delay line; whole steps, increasing, first >= 0, "
+                 f"at most {MAX_DELAY_TAPS} taps up to {MAX_TAP_DELAY_MS:g} ms); [0.0] = no delay", "ms")
+
+
+def tap_delay_steps(owner: str, taps_ms: tuple[float, ...], step_ms: float) -> tuple[int, ...]:
+    """``taps_ms`` in steps of ``step_ms``; ValueError (naming ``owner.delay_taps_ms``) unless there are 1 to
+    :data:`MAX_DELAY_TAPS` strictly increasing delays in ``[0, MAX_TAP_DELAY_MS]``, each a whole number of steps."""
+    taps = tuple(float(d) for d in taps_ms)
+    steps = tuple(round(d / step_ms) for d in taps)
+    if (not 1 <= len(taps) <= MAX_DELAY_TAPS or any(not 0.0 <= d <= MAX_TAP_DELAY_MS for d in taps)
+            or any(abs(d - k * step_ms) > 1e-6 * step_ms for d, k in zip(taps, steps, strict=True))
+            or any(b <= a for a, b in pairwise(steps))):
+        raise ValueError(f"{owner}.delay_taps_ms={list(taps_ms)}: need 1 to {MAX_DELAY_TAPS} strictly increasing "
+                         f"delays in [0, {MAX_TAP_DELAY_MS:g}] ms, each a whole number of steps (step_ms={step_ms})")
+    return steps
 
 
 class WindowAssembler:
