@@ -62,6 +62,16 @@ def test_node_configs_match_the_parameter_file():
     assert json.loads(json.dumps(cfgs.to_dict())) == cfgs.to_dict()
 
 
+def test_shipped_model_was_trained_with_the_parameter_file_encoders():
+    """The launch file gives the nodes config/snn_fusion.yaml; the shipped model must expect exactly those
+    encodings (a YAML edit without retraining would make the fusion node reject every window of that modality)."""
+    from snn_fusion_ros.models import resolve_model
+
+    art = load_artifact(resolve_model(""))
+    assert EncoderConfigs.from_dict(art.encoder_config) == node_encoder_configs()
+    assert art.config.input_sizes == node_encoder_configs().num_neurons
+
+
 def test_windows_placed_by_stamp():
     w = SpikeWindow("imu", np.ones((10, 3), bool), stamp_ns=100_000_000, step_ns=5_000_000, seq=0)
     late = SpikeWindow("imu", np.ones((10, 3), bool), stamp_ns=2_000_000_000, step_ns=5_000_000, seq=1)

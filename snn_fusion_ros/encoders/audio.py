@@ -102,6 +102,7 @@ class AudioEncoderConfig:
     delay_taps_ms: tuple[float, ...] = field(default=(0.0,), metadata=delay_taps_param("spiking neurons"))
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "delay_taps_ms", tuple(float(d) for d in self.delay_taps_ms))  # ROS gives lists
         validate_config(self)
         window_geometry(self.window_ms, self.step_ms)
         if not self.f_min_hz < self.f_max_hz < self.sample_rate_hz / 2:

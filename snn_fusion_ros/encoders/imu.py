@@ -90,6 +90,7 @@ class ImuEncoderConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "accel_thresholds", tuple(float(v) for v in self.accel_thresholds))
         object.__setattr__(self, "gyro_thresholds", tuple(float(v) for v in self.gyro_thresholds))
+        object.__setattr__(self, "delay_taps_ms", tuple(float(d) for d in self.delay_taps_ms))
         validate_config(self)
         window_geometry(self.window_ms, self.step_ms)
         _ = self.delay_steps  # validates delay_taps_ms
