@@ -407,7 +407,7 @@ def test_imu_delay_taps_repeat_the_spikes_delayed():
 
 def test_imu_delay_taps_validated():
     for bad in [(), (0.0, 7.0), (150.0, 0.0), (0.0, 0.0), (-5.0,), (0.0, 20_000.0), tuple(5.0 * i for i in range(17))]:
-        with pytest.raises(ValueError, match="ImuEncoderConfig.delay_taps_ms"):
+        with pytest.raises(ValueError, match=r"ImuEncoderConfig\.delay_taps_ms"):
             ImuEncoderConfig(delay_taps_ms=bad)
     assert ImuEncoderConfig(delay_taps_ms=(50.0,), coding="rate").num_neurons == 12  # one tap, delayed
 
