@@ -169,14 +169,16 @@ def spin_until(executor, predicate, timeout_s: float = 10.0, step_s: float = 0.0
 class NodeProcess:
     """A node (or any Python module) run as a separate process, as `ros2 launch` would run it."""
 
-    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
+    def __init__(self, args: list[str], env: dict[str, str] | None = None, sigint_ignored: bool = False) -> None:
         self.args = args
         full_env = dict(os.environ)
         full_env.update(env or {})
         full_env["PYTHONUNBUFFERED"] = "1"
+        # sigint_ignored: start as a non-interactive shell's background job would (SIGINT inherited ignored)
         self.proc = subprocess.Popen(
             [sys.executable, *args], env=full_env, cwd=REPO, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, start_new_session=True,
+            preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None,
         )
 
     def stop(self, timeout_s: float = 10.0) -> str:
@@ -204,8 +206,8 @@ def node_process():
     """Factory: ``node_process([-m, module, ...])`` starts a process; all are stopped after the test."""
     procs: list[NodeProcess] = []
 
-    def start(args: list[str], env: dict[str, str] | None = None) -> NodeProcess:
-        p = NodeProcess(args, env)
+    def start(args: list[str], env: dict[str, str] | None = None, sigint_ignored: bool = False) -> NodeProcess:
+        p = NodeProcess(args, env, sigint_ignored)
         procs.append(p)
         return p
 

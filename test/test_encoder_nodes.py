@@ -163,3 +163,15 @@ def test_imu_encoder_node_honours_rep145_and_rejects_nan(rclpy_context, executor
     active = [msg_to_spike_window(w).spikes.sum() for w in lis.windows[:5]]
     # delta modulation: the step at 100 ms (window 2) spikes; constant input before and after does not
     assert active[2] > 0 and active[1] == 0 and active[3] == 0 and active[4] == 0, active
+
+
+def test_node_started_with_sigint_ignored_still_stops_cleanly_on_sigint(rclpy_context, executor, node_process,
+                                                                         ros_msgs):
+    """A node launched from a script's background job inherits SIGINT ignored; `ros2 launch` stops nodes
+    with SIGINT, so the runner restores it (before the fix the process had to be SIGKILLed)."""
+    proc = node_process(["-m", "snn_fusion_ros.ros.imu_encoder_node", "--ros-args", "-p",
+                         "diagnostics_period_s:=0.2"], sigint_ignored=True)
+    lis = Listener(rclpy_context, executor, "imu_encoder")
+    assert spin_until(executor, lambda: "encoder" in lis.diag, 20), "the node never published diagnostics"
+    out = proc.stop(timeout_s=10.0)
+    assert proc.proc.returncode == 0, out

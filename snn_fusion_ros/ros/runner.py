@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable
 
@@ -19,7 +20,11 @@ def run_nodes(factory: Callable[[], list], args: list[str] | None = None, thread
     from rclpy.signals import SignalHandlerOptions
 
     # SIGINT arrives as KeyboardInterrupt with the context still valid, so on_shutdown() can still
-    # publish (the encoders flush their last window) before rclpy shuts down.
+    # publish (the encoders flush their last window) before rclpy shuts down. A process started from a
+    # non-interactive shell's background job (`cmd &` in a script) inherits SIGINT *ignored*, and Python
+    # then installs no handler: the node would ignore `ros2 launch`'s stop signal and be killed after
+    # its timeout, without on_shutdown(). SIGINT is therefore always restored to raise KeyboardInterrupt.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     rclpy.init(args=args if args is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
     nodes: list = []
     try:
