@@ -52,12 +52,12 @@ import numpy as np
 import scipy.signal
 
 from snn_fusion_ros.encoders.windows import (
+    DelayTapsConfig,
     EncoderStats,
     StreamingEncoder,
     WindowAssembler,
     count_rejection,
     delay_taps_param,
-    tap_delay_steps,
     window_geometry,
 )
 from snn_fusion_ros.errors import InputRejected, RejectionCounter
@@ -73,7 +73,7 @@ _NS = 1_000_000_000
 MAX_INPUT_RATE_HZ = 768_000
 
 @dataclass(frozen=True)
-class AudioEncoderConfig:
+class AudioEncoderConfig(DelayTapsConfig):
     """Parameters of :class:`AudioEncoder` (every field is a ROS parameter)."""
 
     sample_rate_hz: int = field(default=16000, metadata=param("resampling target rate", "Hz", 4000, 96000))
@@ -102,18 +102,12 @@ class AudioEncoderConfig:
     delay_taps_ms: tuple[float, ...] = field(default=(0.0,), metadata=delay_taps_param("spiking neurons"))
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "delay_taps_ms", tuple(float(d) for d in self.delay_taps_ms))  # ROS gives lists
         validate_config(self)
         window_geometry(self.window_ms, self.step_ms)
         if not self.f_min_hz < self.f_max_hz < self.sample_rate_hz / 2:
             raise ValueError(f"AudioEncoderConfig needs f_min_hz ({self.f_min_hz}) < f_max_hz ({self.f_max_hz}) "
                              f"< sample_rate_hz / 2 ({self.sample_rate_hz / 2})")
-        _ = self.delay_steps  # validates delay_taps_ms
-
-    @property
-    def delay_steps(self) -> tuple[int, ...]:
-        """``delay_taps_ms`` in steps (validated by :func:`~snn_fusion_ros.encoders.windows.tap_delay_steps`)."""
-        return tap_delay_steps(type(self).__name__, self.delay_taps_ms, self.step_ms)
+        self._normalise_delay_taps()
 
     @property
     def spiking_neurons(self) -> int:

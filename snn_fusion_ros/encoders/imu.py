@@ -47,13 +47,13 @@ import numba as nb
 import numpy as np
 
 from snn_fusion_ros.encoders.windows import (
+    DelayTapsConfig,
     EncoderStats,
     StreamingEncoder,
     WindowAssembler,
     count_rejection,
     delay_taps_param,
     replace_runtime,
-    tap_delay_steps,
     window_geometry,
 )
 from snn_fusion_ros.errors import InputRejected, RejectionCounter
@@ -65,7 +65,7 @@ CHANNELS: tuple[str, ...] = ("ax", "ay", "az", "gx", "gy", "gz")
 
 
 @dataclass(frozen=True)
-class ImuEncoderConfig:
+class ImuEncoderConfig(DelayTapsConfig):
     """Parameters of :class:`ImuEncoder` (every field is a ROS parameter)."""
 
     coding: str = field(default="delta", metadata=param("spike coding", choices=CODINGS))
@@ -90,10 +90,9 @@ class ImuEncoderConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "accel_thresholds", tuple(float(v) for v in self.accel_thresholds))
         object.__setattr__(self, "gyro_thresholds", tuple(float(v) for v in self.gyro_thresholds))
-        object.__setattr__(self, "delay_taps_ms", tuple(float(d) for d in self.delay_taps_ms))
         validate_config(self)
         window_geometry(self.window_ms, self.step_ms)
-        _ = self.delay_steps  # validates delay_taps_ms
+        self._normalise_delay_taps()
         if not self.accel_thresholds or len(self.accel_thresholds) != len(self.gyro_thresholds):
             raise ValueError(f"ImuEncoderConfig needs as many accel_thresholds ({len(self.accel_thresholds)}) as "
                              f"gyro_thresholds ({len(self.gyro_thresholds)}), at least one")
@@ -105,11 +104,6 @@ class ImuEncoderConfig:
     @property
     def levels(self) -> int:
         return len(self.accel_thresholds)
-
-    @property
-    def delay_steps(self) -> tuple[int, ...]:
-        """``delay_taps_ms`` in steps (validated by :func:`~snn_fusion_ros.encoders.windows.tap_delay_steps`)."""
-        return tap_delay_steps(type(self).__name__, self.delay_taps_ms, self.step_ms)
 
     @property
     def coded_neurons(self) -> int:

@@ -67,6 +67,24 @@ def tap_delay_steps(owner: str, taps_ms: tuple[float, ...], step_ms: float) -> t
     return steps
 
 
+class DelayTapsConfig:
+    """Mixin of an encoder config with ``delay_taps_ms`` and ``step_ms`` fields (audio, IMU): the taps in
+    steps, and their normalisation in ``__post_init__`` (ROS and YAML give lists; configs hold tuples)."""
+
+    delay_taps_ms: tuple[float, ...]
+    step_ms: float
+
+    @property
+    def delay_steps(self) -> tuple[int, ...]:
+        """``delay_taps_ms`` in steps (validated by :func:`tap_delay_steps`)."""
+        return tap_delay_steps(type(self).__name__, self.delay_taps_ms, self.step_ms)
+
+    def _normalise_delay_taps(self) -> None:
+        """Store ``delay_taps_ms`` as a tuple of floats and validate it (ValueError naming the field)."""
+        object.__setattr__(self, "delay_taps_ms", tuple(float(d) for d in self.delay_taps_ms))
+        _ = self.delay_steps
+
+
 class WindowAssembler:
     """Collects ``(global step, neuron)`` spikes and emits complete :class:`SpikeWindow` s in order.
 
