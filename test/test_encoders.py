@@ -284,6 +284,15 @@ def test_audio_rejections_and_timing_rules():
     assert out[-1].stamp_ns == 700 * MS
 
 
+def assert_taps_are_delayed_copies(tapped: np.ndarray, ref: np.ndarray, delays: tuple[int, ...]) -> None:
+    """Tap ``i`` of ``tapped`` (steps, taps x N) is ``ref`` (steps, N) delayed by ``delays[i]`` steps, nothing else."""
+    n = ref.shape[1]
+    for i, d in enumerate(delays):
+        block = tapped[:, n * i: n * (i + 1)]
+        np.testing.assert_array_equal(block[d: d + ref.shape[0]], ref, err_msg=f"tap {i}")
+        assert not block[:d].any() and not block[d + ref.shape[0]:].any()
+
+
 def test_audio_delay_taps_repeat_the_spikes_delayed():
     x = (tone(1000.0, 16000, 1.0, onset_s=0.2) + tone(3000.0, 16000, 1.0, onset_s=0.5)
          + 1e-4 * np.random.default_rng(1).standard_normal(16000).astype(np.float32))
@@ -298,10 +307,7 @@ def test_audio_delay_taps_repeat_the_spikes_delayed():
     # the delay line drains at flush: 300 ms = 6 more windows than without taps
     assert tapped.shape[0] == ref.shape[0] + 60
     assert ref.sum() > 20
-    for i, d in enumerate((0, 30, 60)):
-        block = tapped[:, 64 * i: 64 * (i + 1)]
-        np.testing.assert_array_equal(block[d: d + ref.shape[0]], ref, err_msg=f"tap {i}")
-        assert not block[:d].any() and not block[d + ref.shape[0]:].any()
+    assert_taps_are_delayed_copies(tapped, ref, (0, 30, 60))
 
 
 def test_audio_delay_taps_validated():
@@ -399,10 +405,7 @@ def test_imu_delay_taps_repeat_the_spikes_delayed():
     tapped = np.concatenate([w.spikes for w in out])
     assert tapped.shape[0] == ref.shape[0] + 100  # the delay line drains at flush: 500 ms = 10 windows more
     assert ref.sum() > 200
-    for i, d in enumerate((0, 50, 100)):
-        block = tapped[:, 96 * i: 96 * (i + 1)]
-        np.testing.assert_array_equal(block[d: d + ref.shape[0]], ref, err_msg=f"tap {i}")
-        assert not block[:d].any() and not block[d + ref.shape[0]:].any()
+    assert_taps_are_delayed_copies(tapped, ref, (0, 50, 100))
 
 
 def test_imu_delay_taps_validated():

@@ -67,9 +67,9 @@ def test_shipped_model_was_trained_with_the_parameter_file_encoders():
     encodings (a YAML edit without retraining would make the fusion node reject every window of that modality)."""
     from snn_fusion_ros.models import resolve_model
 
-    art = load_artifact(resolve_model(""))
-    assert EncoderConfigs.from_dict(art.encoder_config) == node_encoder_configs()
-    assert art.config.input_sizes == node_encoder_configs().num_neurons
+    art, cfgs = load_artifact(resolve_model("")), node_encoder_configs()
+    assert EncoderConfigs.from_dict(art.encoder_config) == cfgs
+    assert art.config.input_sizes == cfgs.num_neurons
 
 
 def test_windows_placed_by_stamp():
