@@ -110,15 +110,54 @@ def test_handwriting_split_is_disjoint_with_guard_block():
         handwriting.split_indices("val")
 
 
+@pytest.mark.parametrize("accents", sorted(builder.TRAIN_ACCENTS))
 @pytest.mark.parametrize("quick", [False, True])
-def test_speakers_disjoint_and_test_has_a_human_voice(quick):
-    tr, te = builder.speakers("train", quick), builder.speakers("test", quick)
+def test_speakers_disjoint_and_test_has_a_human_voice(quick, accents):
+    tr, te = builder.speakers("train", quick, accents), builder.speakers("test", quick, accents)
     assert not set(tr["asterisk"]) & set(te["asterisk"])
     assert not set(tr["espeak"]) & set(te["espeak"])
     bases = [{v.split("+")[0] for v in s["espeak"]} for s in (tr, te)]
     variants = [{v.split("+")[1] for v in s["espeak"]} for s in (tr, te)]
     assert not bases[0] & bases[1] and not variants[0] & variants[1], "no voice or variant shared"
     assert te["asterisk"], "the test split must hold a real human speaker"
+
+
+def test_eu_accents_extend_core_and_leave_the_test_split_alone():
+    core, eu = (builder.speakers("train", False, a)["espeak"] for a in ("core", "eu"))
+    assert set(core) < set(eu)
+    assert len({v.split("+")[0] for v in eu}) == 21 and len(eu) == 21 * len(builder.ESPEAK_VARIANTS["train"])
+    assert builder.speakers("test", False, "eu") == builder.speakers("test", False, "core")
+    with pytest.raises(ValueError, match="train_accents"):
+        builder.speakers("train", False, "world")
+
+
+def test_build_key_ignores_core_accents_so_older_builds_keep_their_keys():
+    import hashlib
+    import json
+
+    cfg = builder.BuildConfig.create()
+    d = cfg.to_dict()
+    del d["train_accents"]
+    before = hashlib.sha256(json.dumps({"format": builder.FORMAT_VERSION, **d}, sort_keys=True).encode()).hexdigest()
+    assert cfg.key == before[:16]
+    eu = builder.BuildConfig.create(train_accents="eu")
+    assert eu.key != cfg.key
+    assert builder.BuildConfig.from_dict(eu.to_dict()) == eu
+    with pytest.raises(ValueError, match="train_accents"):
+        builder.BuildConfig.create(train_accents="world")
+
+
+def test_dataset_cli_offers_every_accent_set():
+    import argparse
+
+    from snn_fusion_ros.data import cli
+
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    for accents in builder.TRAIN_ACCENTS:
+        assert parser.parse_args(["build", "--train-accents", accents]).train_accents == accents
+    with pytest.raises(SystemExit):
+        parser.parse_args(["build", "--train-accents", "world"])
 
 
 def test_missing_source_raises_naming_the_package(tmp_path, monkeypatch):
