@@ -85,6 +85,12 @@ def test_eval_json_schema_and_report(tiny_model, quick_key, tmp_path, capsys):
     assert res["latency_ms_per_step"]["torch"]["median"] > 0
     cm = np.array(res["confusion_matrix"])
     assert cm.shape == (10, 10) and cm.sum() == 44
+    # per test speaker (quick build: June + eSpeak fr m4/f3): counts add up, weighted means give the totals
+    spk = res["audio_speaker_accuracy"]
+    assert set(spk) == {"june", "espeak:fr+m4", "espeak:fr+f3"}
+    assert sum(v["n"] for v in spk.values()) == 44
+    for key, total in (("audio_alone", res["modality_accuracy"]["audio"]), ("fused", res["fused_accuracy"])):
+        assert sum(v["n"] * v[key] for v in spk.values()) == pytest.approx(total * 44)
     assert np.trace(cm) == round(res["fused_accuracy"] * 44)
     for name in ("confusion_matrix.png", "raster_audio.png", "raster_dvs.png", "raster_imu.png"):
         f = tmp_path / "rep" / name
@@ -132,6 +138,7 @@ def test_user_folders(tiny_model, quick_key, tmp_path, capsys):
     assert res["sources"]["dvs"] == "test split"
     assert 0 < res["n_test"] and sum(map(sum, res["confusion_matrix"])) == res["n_test"]
     assert np.array(res["confusion_matrix"])[4:].sum() == 0, "only the user's classes 0-3 are paired"
+    assert "audio_speaker_accuracy" not in res, "user audio has no test speakers"
 
 
 def test_user_folder_errors(tmp_path):

@@ -131,6 +131,25 @@ def test_validation_split_is_disjoint(quick_train):
     assert set(quick_train.labels["imu"][tr["imu"]].tolist()) == set(range(10)), "every class keeps IMU series"
 
 
+def test_validation_can_hold_out_whole_accents(quick_train):
+    tr, va = train_cli.split_validation(quick_train, 0.3, np.random.default_rng(0), "accent")
+    spk = quick_train.speakers
+
+    def accents(idx):
+        return {s.split(":")[1].split("+")[0] for s in spk[idx] if s.startswith("espeak:")}
+
+    assert accents(va["audio"]) and not accents(tr["audio"]) & accents(va["audio"]), "an accent is in both parts"
+    n_bases = len(accents(np.arange(len(spk))))
+    assert len(accents(va["audio"])) == int(np.ceil(0.3 * n_bases))
+    assert "allison" in set(spk[tr["audio"]])
+    for m in MODALITIES:
+        assert len(tr[m]) + len(va[m]) == len(quick_train.labels[m])
+    voice = train_cli.split_validation(quick_train, 0.3, np.random.default_rng(0), "voice")
+    np.testing.assert_array_equal(voice[1]["dvs"], va["dvs"])
+    with pytest.raises(ValueError, match="audio_holdout"):
+        train_cli.split_validation(quick_train, 0.3, np.random.default_rng(0), "country")
+
+
 def test_missing_dropout_drops_one_or_two_never_three():
     g = torch.Generator()
     g.manual_seed(0)

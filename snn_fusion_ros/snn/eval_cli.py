@@ -63,7 +63,8 @@ def build_eval_inputs(test_enc: Any, user: dict[str, Any], seed: int) -> Any:
     from snn_fusion_ros.snn.evaluate import EvalInputs
 
     if not user:
-        return EvalInputs(test_enc.fused(), test_enc.pair_labels, {m: "test split" for m in MODALITIES})
+        return EvalInputs(test_enc.fused(), test_enc.pair_labels, {m: "test split" for m in MODALITIES},
+                          audio_speakers=test_enc.speakers[test_enc.pairs[:, 0]])
     spikes = {m: (user[m].spikes if m in user else test_enc.spikes[m]) for m in MODALITIES}
     labels = {m: (user[m].labels if m in user else test_enc.labels[m]) for m in MODALITIES}
     common = sorted(set.intersection(*(set(v.tolist()) for v in labels.values())))
@@ -74,7 +75,9 @@ def build_eval_inputs(test_enc: Any, user: dict[str, Any], seed: int) -> Any:
     p = pair_samples({m: labels[m][keep[m]] for m in MODALITIES}, np.random.default_rng(seed))
     rows = np.stack([keep[m][p.index[:, i]] for i, m in enumerate(MODALITIES)], axis=1)
     sources = {m: (f"user:{user[m].files[0].rsplit('/', 2)[0]}" if m in user else "test split") for m in MODALITIES}
-    return EvalInputs({m: spikes[m][rows[:, i]] for i, m in enumerate(MODALITIES)}, p.labels, sources), rows
+    speakers = None if "audio" in user else test_enc.speakers[rows[:, 0]]
+    return EvalInputs({m: spikes[m][rows[:, i]] for i, m in enumerate(MODALITIES)}, p.labels, sources,
+                      audio_speakers=speakers), rows
 
 
 def run(args: argparse.Namespace) -> int:

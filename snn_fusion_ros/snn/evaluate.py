@@ -13,6 +13,9 @@ Metrics (accuracy = fraction of test samples whose decision equals the label):
   missing, for every combination of one or two missing modalities;
 * ``noise_accuracy``: all modalities present, one (or all) of them encoded from a noisy raw stream
   (:class:`snn_fusion_ros.data.encode.SensorNoise`; levels in ``noise_settings``);
+* ``audio_speaker_accuracy[s]``: per audio speaker ``s`` of the test split (when the inputs name them),
+  ``n`` fused samples whose audio ``s`` spoke, and the ``audio_alone`` and ``fused`` accuracy on them:
+  which unseen voices and accents the audio path fails on;
 * ``backend_accuracy[b]``: the artifact loaded into backend ``b`` (:func:`create_backend`),
   streamed window by window with ``Backend.step``; a backend may run on a subset of the test samples
   (the first ``n`` of the stored test order, recorded in ``backend_details[b]``), where
@@ -49,6 +52,8 @@ class EvalInputs:
     inputs: dict[str, np.ndarray]
     labels: np.ndarray
     sources: dict[str, str] = field(default_factory=dict)
+    #: (N,) speaker of each fused sample's audio (e.g. ``"june"``, ``"espeak:nl+f3"``), or None
+    audio_speakers: np.ndarray | None = None
 
 
 def missing_key(missing: Sequence[str]) -> str:
@@ -63,6 +68,17 @@ def _acc(model: FusionNet, inputs: dict[str, np.ndarray], labels: np.ndarray) ->
 
 def _without(inputs: dict[str, np.ndarray], missing: Sequence[str]) -> dict[str, np.ndarray]:
     return {m: (np.zeros_like(a) if m in missing else a) for m, a in inputs.items()}
+
+
+def speaker_accuracy(speakers: np.ndarray, labels: np.ndarray, audio_pred: np.ndarray, fused_pred: np.ndarray
+                     ) -> dict[str, dict[str, float | int]]:
+    """``{speaker: {"n", "audio_alone", "fused"}}`` over the samples of each speaker, sorted by name."""
+    out: dict[str, dict[str, float | int]] = {}
+    for spk in sorted(set(speakers.tolist())):
+        sel = speakers == spk
+        out[str(spk)] = {"n": int(sel.sum()), "audio_alone": float(np.mean(audio_pred[sel] == labels[sel])),
+                         "fused": float(np.mean(fused_pred[sel] == labels[sel]))}
+    return out
 
 
 def confusion_matrix(labels: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
@@ -131,8 +147,11 @@ def evaluate(artifact: Any, test: EvalInputs, noisy: EvalInputs | None = None,
         "decision_rule": DECISION_RULE, "sources": dict(test.sources),
         "class_names": list(artifact.class_names), "fused_accuracy": fused,
     }
-    out["modality_accuracy"] = {
-        m: _acc(model, _without(test.inputs, [o for o in MODALITIES if o != m]), labels)[0] for m in MODALITIES}
+    alone = {m: _acc(model, _without(test.inputs, [o for o in MODALITIES if o != m]), labels) for m in MODALITIES}
+    out["modality_accuracy"] = {m: a for m, (a, _) in alone.items()}
+    if test.audio_speakers is not None:
+        out["audio_speaker_accuracy"] = speaker_accuracy(np.asarray(test.audio_speakers), labels, alone["audio"][1],
+                                                         pred)
     out["missing_modality_accuracy"] = {
         missing_key(s): _acc(model, _without(test.inputs, s), labels)[0] for s in MISSING_SETS}
     cm = confusion_matrix(labels, pred, artifact.config.num_classes)

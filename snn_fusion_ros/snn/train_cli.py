@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from snn_fusion_ros.data.builder import TRAIN_ACCENTS
 from snn_fusion_ros.data.encode import (
     EncodedSplit,
     EncoderConfigs,
@@ -51,6 +52,8 @@ from snn_fusion_ros.snn.training import (
 from snn_fusion_ros.spikes import MODALITIES
 
 CLASS_NAMES: tuple[str, ...] = tuple(str(d) for d in range(10))
+#: ``TrainSettings.val_audio_holdout`` choices (see :func:`split_validation`).
+VAL_AUDIO_HOLDOUTS: tuple[str, ...] = ("voice", "accent")
 CHECKPOINT_WEIGHTS = "checkpoint.safetensors"
 CHECKPOINT_STATE = "checkpoint.json"
 _NET_FIELDS = {f.name: f for f in dataclasses.fields(FusionNetConfig)}
@@ -95,6 +98,10 @@ class TrainSettings:
     val_fraction: float = field(default=0.15, metadata=param(
         "fraction of audio speakers / DVS images / IMU series per class held out for validation", "", 0.0,
         0.9))
+    val_audio_holdout: str = field(default="voice", metadata=param(
+        "what validation holds out of the eSpeak speakers: whole voices (base + variant; other variants of "
+        "the same accent stay in training) or whole accents (every voice of a base, as the test split does)",
+        choices=VAL_AUDIO_HOLDOUTS))
     hidden_neurons: int = field(default=64, metadata=param("LIF neurons per modality population", "", 1, 4096))
     fusion_neurons: int = field(default=64, metadata=param("LIF neurons of the fusion layer", "", 1, 4096))
     readout_tau_mem_ms: float = field(default=200.0, metadata=param(
@@ -110,12 +117,14 @@ class TrainSettings:
         validate_config(self)
 
 
-def split_validation(enc: EncodedSplit, fraction: float, rng: np.random.Generator
+def split_validation(enc: EncodedSplit, fraction: float, rng: np.random.Generator, audio_holdout: str = "voice"
                      ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """(train, validation) sample indices per modality, disjoint by speaker / writer block / series.
 
-    * audio: ``ceil(fraction * n)`` of the synthetic (eSpeak) speakers, drawn with ``rng``; real
-      recorded speakers stay in training (there is only one in the train split);
+    * audio, ``audio_holdout="voice"``: ``ceil(fraction * n)`` of the ``n`` synthetic (eSpeak) speakers
+      (``espeak:<base>+<variant>``), drawn with ``rng``; ``"accent"``: every speaker of ``ceil(fraction * n)``
+      of the ``n`` base voices, so validation accents are unseen in training as the test split's are.
+      Real recorded speakers stay in training (there is only one in the train split);
     * DVS: the last ``fraction`` of the image indices (a contiguous block: writers are stored in order);
     * IMU: ``ceil(fraction * n_k)`` series of each class ``k`` (the class is the person).
 
@@ -123,11 +132,17 @@ def split_validation(enc: EncodedSplit, fraction: float, rng: np.random.Generato
     """
     train: dict[str, np.ndarray] = {}
     val: dict[str, np.ndarray] = {}
-    spk = enc.speakers
-    synth = sorted({s for s in spk.tolist() if s.startswith("espeak:")})
+    if audio_holdout not in VAL_AUDIO_HOLDOUTS:
+        raise ValueError(f"audio_holdout={audio_holdout!r}; expected one of {list(VAL_AUDIO_HOLDOUTS)}")
+
+    def unit(speaker: str) -> str:  # the unit held out: a voice, or its base voice (accent)
+        return speaker.split(":", 1)[1].split("+", 1)[0] if audio_holdout == "accent" else speaker
+
+    spk = [unit(s) if s.startswith("espeak:") else None for s in enc.speakers.tolist()]
+    synth = sorted({s for s in spk if s is not None})
     n_val = int(np.ceil(fraction * len(synth))) if fraction > 0 else 0
     held = set(rng.permutation(np.array(synth, dtype=object))[:n_val].tolist()) if n_val else set()
-    is_val = np.array([s in held for s in spk.tolist()], dtype=bool)
+    is_val = np.array([s in held for s in spk], dtype=bool)
     train["audio"], val["audio"] = np.nonzero(~is_val)[0], np.nonzero(is_val)[0]
     n_d = len(enc.labels["dvs"])
     cut = n_d - round(fraction * n_d)
@@ -255,7 +270,7 @@ def fit(train_enc: EncodedSplit, enc_cfgs: EncoderConfigs, settings: TrainSettin
 
     s = settings
     rng_split = np.random.default_rng([s.seed, 1])
-    tr, va = split_validation(train_enc, s.val_fraction, rng_split)
+    tr, va = split_validation(train_enc, s.val_fraction, rng_split, s.val_audio_holdout)
     val_rows, val_labels = (paired_index(train_enc, va, np.random.default_rng([s.seed, 2]))
                             if all(len(v) for v in va.values()) else (None, None))
     val_inputs = gather(train_enc, val_rows) if val_rows is not None else None
@@ -361,6 +376,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             help=f"probability per sample of pairing a random {m} sample of any class "
                                  f"(default {getattr(d, f'mispair_{m}')})")
     parser.add_argument("--val-fraction", type=float, default=d.val_fraction)
+    parser.add_argument("--val-audio-holdout", choices=VAL_AUDIO_HOLDOUTS, default=d.val_audio_holdout,
+                        help="validation holds out whole eSpeak voices (default) or whole accents (base voices)")
+    parser.add_argument("--train-accents", default="core", choices=tuple(TRAIN_ACCENTS),
+                        help="data set: accents of the train split's eSpeak voices (core or eu, see "
+                             "`snn-fusion dataset build`); ignored with --build")
     parser.add_argument("--hidden", type=int, default=d.hidden_neurons, help="neurons per modality population")
     parser.add_argument("--fusion", type=int, default=d.fusion_neurons, help="fusion layer neurons")
     parser.add_argument("--readout-tau-ms", type=float, default=d.readout_tau_mem_ms)
@@ -388,7 +408,8 @@ def run(args: argparse.Namespace) -> int:
     progress = not args.no_progress
     key = args.build
     if key is None:
-        key = build(BuildConfig.create(seed=args.seed, quick=args.quick), cache=cache, progress=progress).name
+        key = build(BuildConfig.create(seed=args.seed, quick=args.quick, train_accents=args.train_accents),
+                    cache=cache, progress=progress).name
     settings = TrainSettings(seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              missing_dropout=args.missing_dropout, val_fraction=args.val_fraction,
                              hidden_neurons=args.hidden, fusion_neurons=args.fusion,
@@ -397,6 +418,7 @@ def run(args: argparse.Namespace) -> int:
                              spike_drop=args.spike_drop, noise_fraction=args.noise_fraction,
                              noise_audio_snr_db=args.noise_audio_snr_db, noise_dvs_hz=args.noise_dvs_hz,
                              noise_imu_std=args.noise_imu_std, mispair_audio=args.mispair_audio,
+                             val_audio_holdout=args.val_audio_holdout,
                              mispair_dvs=args.mispair_dvs, mispair_imu=args.mispair_imu)
     enc_cfgs = node_encoder_configs(args.params_file)
     ds = load_split("train", cache=cache, key=key)
