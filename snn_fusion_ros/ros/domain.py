@@ -7,11 +7,22 @@ domain; :func:`isolated_ros_env` returns the environment every child process sho
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import os
 import random
+from typing import IO
 
-_held: dict[int, object] = {}
+_held: dict[int, IO[str]] = {}
+
+
+@atexit.register
+def _release_domain_ids() -> None:
+    """Close the lock files at exit (the locks go with the process anyway; this keeps Python from
+    reporting the still-open files as ResourceWarnings)."""
+    for fh in _held.values():
+        fh.close()
+    _held.clear()
 
 
 def claim_domain_id(seed: int | None = None) -> int:
