@@ -263,6 +263,19 @@ def test_resume_equals_uninterrupted(quick_train, tmp_path):
                       resume=True, progress=False)
 
 
+def test_a_checkpoint_folder_in_use_is_refused(quick_train, tmp_path):
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    with train_cli.lock_checkpoint_dir(ck):  # another run holds it
+        with pytest.raises(ValueError, match="in use by another training run"):
+            train_cli.fit(quick_train, node_encoder_configs(), _settings(epochs=1), tmp_path / "m", ck, "k",
+                          progress=False)
+        assert not (ck / train_cli.CHECKPOINT_STATE).exists(), "the refused run must not write a checkpoint"
+    state = train_cli.fit(quick_train, node_encoder_configs(), _settings(epochs=1), tmp_path / "m", ck, "k",
+                          progress=False)
+    assert state["epoch"] == 1 and (ck / train_cli.CHECKPOINT_STATE).is_file(), "free again once released"
+
+
 @pytest.mark.slow
 def test_short_training_beats_chance_on_held_out_test(quick_key, quick_train, tmp_path):
     """A few epochs of a small net on the quick build classify unseen test samples far above 10 %."""

@@ -261,7 +261,36 @@ def fit(train_enc: EncodedSplit, enc_cfgs: EncoderConfigs, settings: TrainSettin
 
     ``log`` (callable taking a str) receives one line per epoch. ``noisy_enc``: the training split
     encoded with :func:`training_noise` (needed when ``settings.noise_fraction > 0``).
+    ``checkpoint_dir`` is locked for the run (:func:`lock_checkpoint_dir`): a second run on it raises.
     """
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    with lock_checkpoint_dir(checkpoint_dir):
+        return _fit(train_enc, enc_cfgs, settings, out, checkpoint_dir, build_key, resume, progress, created_by,
+                    log, noisy_enc)
+
+
+def lock_checkpoint_dir(checkpoint_dir: Path) -> Any:
+    """Exclusive ``flock`` on ``<checkpoint_dir>/.lock``, as an open file to close (or use in ``with``).
+
+    Runs that differ only in ``--epochs`` share a run key and so a default checkpoint folder; two of
+    them at once would overwrite each other's checkpoints (and a ``--resume`` would continue the
+    other's), so the second is refused with a ValueError.
+    """
+    import fcntl
+
+    fh = open(checkpoint_dir / ".lock", "w")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.close()
+        raise ValueError(f"checkpoint folder {checkpoint_dir} is in use by another training run "
+                         "(runs that differ only in --epochs share it); pass --checkpoint-dir") from None
+    return fh
+
+
+def _fit(train_enc: EncodedSplit, enc_cfgs: EncoderConfigs, settings: TrainSettings, out: Path,
+         checkpoint_dir: Path, build_key: str, resume: bool, progress: bool, created_by: str | None, log: Any,
+         noisy_enc: EncodedSplit | None) -> dict[str, Any]:
     if settings.noise_fraction > 0 and noisy_enc is None:
         raise ValueError("noise_fraction > 0 needs noisy_enc (the split encoded with training_noise(settings))")
     from safetensors.torch import load_file, save_file
@@ -433,8 +462,12 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write(line + "\n")
         sys.stderr.flush()
 
-    state = fit(enc, enc_cfgs, settings, args.out, ck, key, resume=args.resume, progress=progress,
-                created_by=created_by, log=log, noisy_enc=noisy)
+    try:
+        state = fit(enc, enc_cfgs, settings, args.out, ck, key, resume=args.resume, progress=progress,
+                    created_by=created_by, log=log, noisy_enc=noisy)
+    except ValueError as exc:  # a busy checkpoint folder, or --resume of another run's checkpoint
+        sys.stderr.write(f"snn-fusion train: {exc}\n")
+        return 1
     sys.stdout.write(json.dumps({"out": str(args.out), "best_epoch": state["best_epoch"],
                                  "best_validation_score": state["best_score"], "epochs": state["epoch"],
                                  "train_seconds": round(state["train_seconds"], 1),
