@@ -69,6 +69,7 @@ class Session:
     clock: list[tuple[int, int]] = field(default_factory=list)  # (sim ns, wall ns)
     diag_levels: dict[str, list[int]] = field(default_factory=dict)
     diag_values: dict[str, dict[str, str]] = field(default_factory=dict)
+    diag_worst_message: dict[str, str] = field(default_factory=dict)  # message of the first worst status
     spikes: dict[str, list[tuple[int, np.ndarray]]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -141,7 +142,10 @@ class Monitor:
                     return
                 for st in msg.status:
                     lvl = st.level[0] if isinstance(st.level, bytes) else int(st.level)
-                    s.diag_levels.setdefault(st.name, []).append(lvl)
+                    levels = s.diag_levels.setdefault(st.name, [])
+                    if not levels or lvl > max(levels):
+                        s.diag_worst_message[st.name] = str(st.message)
+                    levels.append(lvl)
                     s.diag_values[st.name] = {kv.key: kv.value for kv in st.values}
 
         def on_spikes(msg) -> None:
@@ -251,6 +255,7 @@ def summarize(session: Session, facts: dict) -> dict:
         "fallback_windows": sum(r.fallback for r in session.results),
         "rejected": rejected,
         "diagnostics_worst": worst,
+        "diagnostics_worst_message": dict(session.diag_worst_message),
         "diagnostics_last": last,
         **{k: v for k, v in facts.items() if k in ("replay_s", "replay_exit", "died", "backend", "rate", "bag")},
     }

@@ -26,6 +26,9 @@ def test_davis346_bag_replays_without_rejections_and_diagnostics_ok(shared_event
     assert s["windows_classified"] >= 40, s
     assert set(s["rejected"]) == {"dvs_encoder", "imu_encoder", "fusion"} and not any(s["rejected"].values()), s
     assert all(v == "OK" for v in s["diagnostics_last"].values()), s["diagnostics_last"]
+    # the summary says why a status was at its worst: the message of every status seen while classifying
+    assert set(s["diagnostics_worst_message"]) == set(s["diagnostics_worst"])
+    assert all(s["diagnostics_worst_message"].values()), s["diagnostics_worst_message"]
     assert {m for r in session.results for m in r.modalities} == {"dvs", "imu"}
 
 
