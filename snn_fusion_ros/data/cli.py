@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from snn_fusion_ros.data.builder import TRAIN_ACCENTS, BuildConfig, build, default_cache
 from snn_fusion_ros.data.sources import SourceUnavailable
 
 
@@ -20,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
     b.add_argument("--quick", action="store_true", help="small build: few speakers, every 10th image")
     b.add_argument("--duration-ms", type=float, default=1000.0, help="span of each fused sample (ms)")
-    b.add_argument("--train-accents", choices=("core", "eu"), default="core",
+    b.add_argument("--train-accents", choices=tuple(TRAIN_ACCENTS), default="core",
                    help="accents of the train split's eSpeak voices: core (6) or eu (21; see doc/data.md)")
     b.add_argument("--offline", action="store_true", help="never fetch; fail if a source is not cached")
     b.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -30,7 +31,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from snn_fusion_ros.data.builder import BuildConfig, build, default_cache
     from snn_fusion_ros.data.dataset import dataset_info
 
     cache = args.cache if args.cache is not None else default_cache()
