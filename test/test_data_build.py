@@ -167,3 +167,53 @@ def test_aeon_wheel_series_parse_and_convert():
         assert min(lengths) >= 29 and max(lengths) <= 361
         rest = np.median([np.median(s) for s in pg.series])
         assert 0.7 < rest < 1.1, f"values should be in g (about 1 at rest), median {rest}"
+
+
+def test_distorted_renditions_extend_only_the_train_split():
+    plain, more = _cfg(), builder.BuildConfig.create(seed=7, quick=True, duration_ms=DURATION_MS,
+                                                       dvs_train_distortions=2)
+    assert builder.BuildConfig.create(seed=7, quick=True, duration_ms=DURATION_MS, dvs_train_distortions=0).key \
+        == plain.key, "the default must keep the keys of earlier builds"
+    assert more.key != plain.key
+    a, b = builder.build_dvs(plain, "train", False), builder.build_dvs(more, "train", False)
+    n = len(a["labels"])
+    assert "copy" not in a and len(b["labels"]) == 3 * n
+    np.testing.assert_array_equal(b["copy"], np.repeat([0, 1, 2], n))
+    np.testing.assert_array_equal(b["image_index"], np.tile(a["image_index"], 3))
+    np.testing.assert_array_equal(b["labels"], np.tile(a["labels"], 3))
+    # the originals come first and are the plain build's, byte for byte
+    np.testing.assert_array_equal(b["offsets"][: n + 1], a["offsets"])
+    np.testing.assert_array_equal(b["events"][: len(a["events"])], a["events"])
+
+    def events(d, j):
+        return d["events"][d["offsets"][j]: d["offsets"][j + 1]]
+
+    for j in (0, n // 2):
+        renditions = [events(b, j + c * n) for c in range(3)]
+        assert all(len(r) > 0 for r in renditions)
+        assert not np.array_equal(renditions[0], renditions[1]) and not np.array_equal(renditions[1], renditions[2])
+    t_plain, t_more = builder.build_dvs(plain, "test", False), builder.build_dvs(more, "test", False)
+    assert set(t_plain) == set(t_more)
+    for k in t_plain:
+        np.testing.assert_array_equal(t_more[k], t_plain[k], err_msg=f"test split {k} changed")
+
+
+def test_distort_is_seeded_bounded_and_the_identity_at_zero_range(monkeypatch):
+    import cv2
+
+    from snn_fusion_ros.data import handwriting
+
+    images, _ = handwriting.load_handwritten()
+    img = images[3]
+    d1 = handwriting.distort(img, 28, np.random.default_rng(1))
+    assert d1.shape == (28, 28) and d1.dtype == np.float32 and 0.0 <= d1.min() and d1.max() <= 1.0
+    np.testing.assert_array_equal(d1, handwriting.distort(img, 28, np.random.default_rng(1)))
+    assert not np.array_equal(d1, handwriting.distort(img, 28, np.random.default_rng(2)))
+    big = cv2.resize(img, (28, 28), interpolation=cv2.INTER_LINEAR)
+    assert np.abs(d1 - big).mean() > 0.01, "a distortion must change the image"
+    monkeypatch.setitem(handwriting.DISTORTION, "rotation_deg", 0.0)
+    monkeypatch.setitem(handwriting.DISTORTION, "scale", 0.0)
+    monkeypatch.setitem(handwriting.DISTORTION, "shear", 0.0)
+    np.testing.assert_allclose(handwriting.distort(img, 28, np.random.default_rng(1)), np.clip(big, 0, 1), atol=1e-5)
+    with pytest.raises(ValueError, match="2-D"):
+        handwriting.distort(np.zeros(5), 28, np.random.default_rng(0))

@@ -150,6 +150,21 @@ def test_validation_can_hold_out_whole_accents(quick_train):
         train_cli.split_validation(quick_train, 0.3, np.random.default_rng(0), "country")
 
 
+def test_validation_leaves_out_the_distorted_renditions_of_its_images(quick_train):
+    import dataclasses
+
+    n = len(quick_train.labels["dvs"])
+    image = np.concatenate([np.arange(n), np.arange(n)])  # every image, then one rendition of each
+    enc = dataclasses.replace(quick_train, dvs_image_index=image,
+                              labels={**quick_train.labels, "dvs": np.tile(quick_train.labels["dvs"], 2)},
+                              spikes={**quick_train.spikes, "dvs": np.concatenate([quick_train.spikes["dvs"]] * 2)})
+    tr, va = train_cli.split_validation(enc, 0.3, np.random.default_rng(0))
+    plain_tr, plain_va = train_cli.split_validation(quick_train, 0.3, np.random.default_rng(0))
+    np.testing.assert_array_equal(va["dvs"], plain_va["dvs"], err_msg="validation shows each held-out image once")
+    np.testing.assert_array_equal(tr["dvs"], np.concatenate([plain_tr["dvs"], plain_tr["dvs"] + n]))
+    assert not set(image[tr["dvs"]].tolist()) & set(image[va["dvs"]].tolist()), "an image is in both parts"
+
+
 def test_missing_dropout_drops_one_or_two_never_three():
     g = torch.Generator()
     g.manual_seed(0)

@@ -55,7 +55,7 @@ ESPEAK_VARIANTS = {"train": ("m1", "f1", "m2", "f2", "m3", "f5"), "test": ("m4",
 #: Real human speakers per split (Asterisk prompts).
 ASTERISK_SPLIT = {"train": ("allison",), "test": ("june",)}
 
-_PART_AUDIO, _PART_DVS, _PART_IMU, _PART_PAIRS = 1, 2, 3, 4
+_PART_AUDIO, _PART_DVS, _PART_IMU, _PART_PAIRS, _PART_DVS_WARP = 1, 2, 3, 4, 5
 
 
 def default_cache() -> Path:
@@ -83,6 +83,9 @@ class BuildConfig:
     train_accents: str = field(default="core", metadata=param(
         "accent set (eSpeak base voices) of the train split's synthetic speakers, see TRAIN_ACCENTS",
         choices=tuple(TRAIN_ACCENTS)))
+    dvs_train_distortions: int = field(default=0, metadata=param(
+        "extra renditions of every training image, each randomly distorted (handwriting.distort) before "
+        "the event camera watches it; the test split never has any", "", 0, 10))
 
     def __post_init__(self) -> None:
         validate_config(self)
@@ -92,9 +95,10 @@ class BuildConfig:
 
     @classmethod
     def create(cls, seed: int = 0, quick: bool = False, duration_ms: float = 1000.0, train_accents: str = "core",
-               **dvs: Any) -> BuildConfig:
+               dvs_train_distortions: int = 0, **dvs: Any) -> BuildConfig:
         """Config with the DVS recording as long as the fused sample; ``dvs`` overrides emulator fields."""
         return cls(seed=seed, quick=quick, duration_ms=duration_ms, train_accents=train_accents,
+                   dvs_train_distortions=dvs_train_distortions,
                    dvs=DvsEmulatorConfig(duration_ms=duration_ms, **dvs))
 
     def to_dict(self) -> dict[str, Any]:
@@ -108,13 +112,18 @@ class BuildConfig:
 
     @property
     def key(self) -> str:
-        """Hash of the config; ``train_accents`` (added later) enters it only when not "core", so the
-        builds made before it existed keep their keys."""
+        """Hash of the config; the fields added later (``train_accents``, ``dvs_train_distortions``) enter
+        it only when they differ from the behaviour before them, so earlier builds keep their keys."""
         d = self.to_dict()
-        if d["train_accents"] == "core":
-            del d["train_accents"]
+        for name, before in _LATER_FIELDS.items():
+            if d[name] == before:
+                del d[name]
         blob = json.dumps({"format": FORMAT_VERSION, **d}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+#: Fields added to :class:`BuildConfig` after builds existed, with the value that means "as before".
+_LATER_FIELDS: dict[str, Any] = {"train_accents": "core", "dvs_train_distortions": 0}
 
 
 def speakers(split: str, quick: bool, train_accents: str = "core") -> dict[str, list[str]]:
@@ -175,20 +184,32 @@ def build_audio(cfg: BuildConfig, split: str, sources: Path, offline: bool, prog
             "sample_rate_hz": np.asarray(cfg.sample_rate_hz, np.int64)}
 
 
-def _emulate_one(job: tuple[np.ndarray, DvsEmulatorConfig, int, int]) -> np.ndarray:
-    image, dvs_cfg, seed, index = job
-    return emulate_image(image, dvs_cfg, _rng(seed, _PART_DVS, index))
+def _emulate_one(job: tuple[np.ndarray, DvsEmulatorConfig, int, int, int]) -> np.ndarray:
+    image, dvs_cfg, seed, index, copy = job
+    if copy == 0:
+        return emulate_image(image, dvs_cfg, _rng(seed, _PART_DVS, index))
+    warped = handwriting.distort(image, dvs_cfg.digit_px, _rng(seed, _PART_DVS_WARP, index, copy))
+    return emulate_image(warped, dvs_cfg, _rng(seed, _PART_DVS, index, copy))
 
 
 def build_dvs(cfg: BuildConfig, split: str, progress: bool, workers: int = 1) -> dict[str, np.ndarray]:
-    """Arrays of the DVS part: events (E,) EVENT_DTYPE concatenated, offsets (N+1,), labels, image_index.
+    """Arrays of the DVS part: events (E,) EVENT_DTYPE concatenated, offsets (N+1,), labels, image_index,
+    copy.
 
-    Image i is emulated with ``default_rng([seed, 2, i])``, so the result does not depend on
-    ``workers`` (processes used).
+    The split's images come first, in order (``copy`` 0, stored only when there are renditions); the
+    train split then holds
+    ``cfg.dvs_train_distortions`` rounds of distorted renditions of every image (``copy`` 1, 2, ...),
+    whose ``image_index`` names the image they were drawn from. Image i is emulated with
+    ``default_rng([seed, 2, i])`` (rendition c: distortion ``[seed, 5, i, c]``, events ``[seed, 2, i, c]``),
+    so the result does not depend on ``workers`` (processes used), and the originals do not depend on
+    the number of renditions.
     """
     images, labels = handwriting.load_handwritten()
-    idx = handwriting.split_indices(split, cfg.quick)
-    jobs = [(images[i], cfg.dvs, cfg.seed, int(i)) for i in idx]
+    split_idx = handwriting.split_indices(split, cfg.quick)
+    copies = 1 + (cfg.dvs_train_distortions if split == "train" else 0)
+    idx = np.tile(split_idx, copies)
+    copy = np.repeat(np.arange(copies, dtype=np.int64), len(split_idx))
+    jobs = [(images[i], cfg.dvs, cfg.seed, int(i), int(c)) for i, c in zip(idx, copy, strict=True)]
     chunks, offsets = [], [0]
     if workers > 1:
         from concurrent.futures import ProcessPoolExecutor
@@ -202,9 +223,12 @@ def build_dvs(cfg: BuildConfig, split: str, progress: bool, workers: int = 1) ->
         chunks.append(ev)
         offsets.append(offsets[-1] + len(ev))
     events = np.concatenate(chunks) if chunks else np.zeros(0, EVENT_DTYPE)
-    return {"events": events, "offsets": np.asarray(offsets, np.int64), "labels": labels[idx],
-            "image_index": idx.astype(np.int64),
-            "sensor_size": np.asarray([cfg.dvs.width_px, cfg.dvs.height_px], np.int64)}
+    out = {"events": events, "offsets": np.asarray(offsets, np.int64), "labels": labels[idx],
+           "image_index": idx.astype(np.int64),
+           "sensor_size": np.asarray([cfg.dvs.width_px, cfg.dvs.height_px], np.int64)}
+    if copies > 1:  # absent otherwise: files of the builds without renditions stay as they were
+        out["copy"] = copy
+    return out
 
 
 def build_imu(cfg: BuildConfig, split: str, sources: Path, offline: bool) -> dict[str, np.ndarray]:

@@ -23,6 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--duration-ms", type=float, default=1000.0, help="span of each fused sample (ms)")
     b.add_argument("--train-accents", choices=tuple(TRAIN_ACCENTS), default="core",
                    help="accents of the train split's eSpeak voices: core (6) or eu (21; see doc/data.md)")
+    b.add_argument("--dvs-distortions", type=int, default=0, metavar="K",
+                   help="K extra renditions of every training image, each randomly distorted (default 0)")
     b.add_argument("--offline", action="store_true", help="never fetch; fail if a source is not cached")
     b.add_argument("--no-progress", action="store_true", help="no progress bars")
     b.add_argument("--workers", type=int, default=None, help="processes for the DVS emulator (default: CPUs)")
@@ -36,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     cache = args.cache if args.cache is not None else default_cache()
     if args.action == "build":
         cfg = BuildConfig.create(seed=args.seed, quick=args.quick, duration_ms=args.duration_ms,
-                                 train_accents=args.train_accents)
+                                 train_accents=args.train_accents, dvs_train_distortions=args.dvs_distortions)
         try:
             out = build(cfg, cache=cache, offline=args.offline,
                         progress=not args.no_progress and sys.stderr.isatty(), workers=args.workers)

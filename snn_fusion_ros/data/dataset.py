@@ -40,7 +40,9 @@ class FusedDataset:
     """Per-modality raw samples of one split and a pairing into fused samples.
 
     ``audio`` (Na, S) float32, ``audio_labels`` (Na,), ``audio_speakers`` (Na,) str;
-    ``dvs_events`` (E,) EVENT_DTYPE concatenated with ``dvs_offsets`` (Nd + 1,), ``dvs_labels`` (Nd,);
+    ``dvs_events`` (E,) EVENT_DTYPE concatenated with ``dvs_offsets`` (Nd + 1,), ``dvs_labels`` (Nd,),
+    ``dvs_image_index`` (Nd,) the handwritten image each DVS sample shows (distorted renditions of a
+    training image share its index);
     ``imu_stamps_ns`` (n,), ``imu_accel`` (Ni, n, 3) m/s^2, ``imu_labels`` (Ni,);
     ``pairs`` picks one sample of each modality per fused sample.
     """
@@ -60,6 +62,7 @@ class FusedDataset:
     pairs: Pairing
     duration_ns: int
     build_dir: Path
+    dvs_image_index: np.ndarray
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -120,7 +123,8 @@ def load_split(split: str, cache: Path | None = None, key: str | None = None,
         sample_rate_hz=int(au["sample_rate_hz"]), dvs_events=dv["events"], dvs_offsets=dv["offsets"],
         dvs_labels=dv["labels"], sensor_size=(w, h), imu_stamps_ns=im["stamps_ns"],
         imu_accel=im["accel"], imu_labels=im["labels"], pairs=pairs,
-        duration_ns=int(np.rint(float(manifest["config"]["duration_ms"]) * 1e6)), build_dir=out)
+        duration_ns=int(np.rint(float(manifest["config"]["duration_ms"]) * 1e6)), build_dir=out,
+        dvs_image_index=np.asarray(dv["image_index"], np.int64))
 
 
 def dataset_info(cache: Path | None = None, key: str | None = None) -> dict:

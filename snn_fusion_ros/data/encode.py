@@ -219,7 +219,8 @@ class EncodedSplit:
 
     ``spikes[m]`` (N_m samples, T, neurons) bool; ``labels[m]`` (N_m samples,) int64; ``speakers``
     (audio samples,) str; ``pairs`` (N fused, 3) index of the split's stored / current pairing and
-    ``pair_labels`` (N,).
+    ``pair_labels`` (N,); ``dvs_image_index`` (DVS samples,) the handwritten image each DVS sample
+    shows (None: sample j shows image j).
     """
 
     spikes: dict[str, np.ndarray]
@@ -228,6 +229,7 @@ class EncodedSplit:
     pairs: np.ndarray
     pair_labels: np.ndarray
     key: str
+    dvs_image_index: np.ndarray | None = None
 
     def fused(self, index: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """``{m: (N, T, N_m)}`` spikes of fused samples ``index`` of :attr:`pairs` (default all)."""
@@ -331,7 +333,8 @@ def encode_split(ds: FusedDataset, cfgs: EncoderConfigs | None = None, noise: Se
             save_npz(path, {f"{m}_packed": np.packbits(spikes[m], axis=-1) for m in MODALITIES})
     return EncodedSplit(spikes=spikes, labels={m: np.asarray(v, np.int64) for m, v in labels.items()},
                         speakers=np.asarray(ds.audio_speakers).astype(str), pairs=np.asarray(ds.pairs.index),
-                        pair_labels=np.asarray(ds.pairs.labels, np.int64), key=key)
+                        pair_labels=np.asarray(ds.pairs.labels, np.int64), key=key,
+                        dvs_image_index=np.asarray(ds.dvs_image_index, np.int64))
 
 
 def _encode_modality(ds: FusedDataset, m: str, cfgs: EncoderConfigs, noise: SensorNoise, n_windows: int,

@@ -48,3 +48,32 @@ def split_indices(split: str, quick: bool = False) -> np.ndarray:
     else:
         raise ValueError(f"split={split!r}; expected 'train' or 'test'")
     return idx[::10] if quick else idx
+
+
+#: Ranges of the random affine distortion of :func:`distort` (uniform draws), the kind used to enlarge
+#: handwritten-digit training sets (Simard, Steinkraus, Platt 2003): rotation in degrees, isotropic
+#: scale, horizontal shear (x += shear * y), each about the image centre.
+DISTORTION = {"rotation_deg": 15.0, "scale": 0.15, "shear": 0.3}
+
+
+def distort(image: np.ndarray, out_px: int, rng: np.random.Generator) -> np.ndarray:
+    """``image`` (any 2-D intensities) upscaled to ``out_px`` square (bilinear) and warped by a random
+    affine map drawn from :data:`DISTORTION` with ``rng``; float32 in [0, 1] (ink leaving the square is
+    cut). Another writer's version of the same digit, for training only."""
+    import cv2
+
+    img = np.asarray(image, dtype=np.float32)
+    if img.ndim != 2 or img.size == 0:
+        raise ValueError(f"image must be a non-empty 2-D array, got shape {img.shape}")
+    if out_px < 2:
+        raise ValueError(f"out_px must be >= 2, got {out_px}")
+    big = cv2.resize(img, (out_px, out_px), interpolation=cv2.INTER_LINEAR)
+    rot, scale, shear = rng.uniform(-1.0, 1.0, 3) * np.array(
+        [np.deg2rad(DISTORTION["rotation_deg"]), DISTORTION["scale"], DISTORTION["shear"]])
+    c, s = np.cos(rot), np.sin(rot)
+    a = (1.0 + scale) * np.array([[c, -s], [s, c]]) @ np.array([[1.0, shear], [0.0, 1.0]])
+    centre = np.array([(out_px - 1) / 2.0, (out_px - 1) / 2.0])
+    m = np.hstack([a, (centre - a @ centre)[:, None]])
+    out = cv2.warpAffine(big, m, (out_px, out_px), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                         borderValue=0.0)
+    return np.clip(out, 0.0, 1.0).astype(np.float32)

@@ -125,7 +125,9 @@ def split_validation(enc: EncodedSplit, fraction: float, rng: np.random.Generato
       (``espeak:<base>+<variant>``), drawn with ``rng``; ``"accent"``: every speaker of ``ceil(fraction * n)``
       of the ``n`` base voices, so validation accents are unseen in training as the test split's are.
       Real recorded speakers stay in training (there is only one in the train split);
-    * DVS: the last ``fraction`` of the image indices (a contiguous block: writers are stored in order);
+    * DVS: the last ``fraction`` of the images (a contiguous block: writers are stored in order); the
+      distorted renditions of those images (``enc.dvs_image_index``) are left out of both parts, so
+      validation sees each of its images once, undistorted, and training none of them;
     * IMU: ``ceil(fraction * n_k)`` series of each class ``k`` (the class is the person).
 
     With ``fraction == 0`` the validation part is empty.
@@ -144,9 +146,12 @@ def split_validation(enc: EncodedSplit, fraction: float, rng: np.random.Generato
     held = set(rng.permutation(np.array(synth, dtype=object))[:n_val].tolist()) if n_val else set()
     is_val = np.array([s in held for s in spk], dtype=bool)
     train["audio"], val["audio"] = np.nonzero(~is_val)[0], np.nonzero(is_val)[0]
-    n_d = len(enc.labels["dvs"])
-    cut = n_d - round(fraction * n_d)
-    train["dvs"], val["dvs"] = np.arange(cut), np.arange(cut, n_d)
+    image = enc.dvs_image_index if enc.dvs_image_index is not None else np.arange(len(enc.labels["dvs"]))
+    images = np.unique(image)
+    held_d = np.isin(image, images[len(images) - round(fraction * len(images)):])
+    original = np.zeros(len(image), dtype=bool)  # the first sample of each image: the image as written
+    original[np.unique(image, return_index=True)[1]] = True
+    train["dvs"], val["dvs"] = np.nonzero(~held_d)[0], np.nonzero(held_d & original)[0]
     lab = enc.labels["imu"]
     v_imu = []
     for k in np.unique(lab):
@@ -410,6 +415,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-accents", default="core", choices=tuple(TRAIN_ACCENTS),
                         help="data set: accents of the train split's eSpeak voices (core or eu, see "
                              "`snn-fusion dataset build`); ignored with --build")
+    parser.add_argument("--dvs-distortions", type=int, default=0, metavar="K",
+                        help="data set: K distorted renditions of every training image (see `snn-fusion dataset "
+                             "build`); ignored with --build")
     parser.add_argument("--hidden", type=int, default=d.hidden_neurons, help="neurons per modality population")
     parser.add_argument("--fusion", type=int, default=d.fusion_neurons, help="fusion layer neurons")
     parser.add_argument("--readout-tau-ms", type=float, default=d.readout_tau_mem_ms)
@@ -437,7 +445,8 @@ def run(args: argparse.Namespace) -> int:
     progress = not args.no_progress
     key = args.build
     if key is None:
-        key = build(BuildConfig.create(seed=args.seed, quick=args.quick, train_accents=args.train_accents),
+        key = build(BuildConfig.create(seed=args.seed, quick=args.quick, train_accents=args.train_accents,
+                                       dvs_train_distortions=args.dvs_distortions),
                     cache=cache, progress=progress).name
     settings = TrainSettings(seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              missing_dropout=args.missing_dropout, val_fraction=args.val_fraction,
