@@ -60,6 +60,11 @@ class FrequencyStatus:
     ``tick()`` per event; ``run(status)`` once per diagnostics period. WARN when the rate is
     outside [min_hz * (1 - tolerance), max_hz * (1 + tolerance)], ERROR when no event came at all
     in the window while events are expected.
+
+    Until the window holds a period that started after the first event, the rate is counted from the
+    first event, not from construction: a node started before its sensor would otherwise report
+    "Frequency too low." for ``window_size`` periods of a stream at the right rate (diagnostic_updater
+    does, and so did this class).
     """
 
     def __init__(self, min_hz: float, max_hz: float, tolerance: float = 0.1, window_size: int = 5,
@@ -67,18 +72,23 @@ class FrequencyStatus:
         self.min_hz, self.max_hz, self.tolerance = min_hz, max_hz, tolerance
         self._clock = clock
         self._count = 0
+        self._first_tick: float | None = None
         self._lock = threading.Lock()
         now = clock()
         self._history: deque[tuple[float, int]] = deque([(now, 0)] * window_size, maxlen=window_size)
 
     def tick(self, n: int = 1) -> None:
         with self._lock:
+            if self._first_tick is None and n > 0:
+                self._first_tick = self._clock()
             self._count += n
 
     def rate_hz(self) -> float:
         with self._lock:
             now, count = self._clock(), self._count
             t0, c0 = self._history[0]
+            if c0 == 0 and self._first_tick is not None:
+                t0 = max(t0, self._first_tick)  # the window began before the stream did
             self._history.append((now, count))
         dt = now - t0
         return (count - c0) / dt if dt > 0 else 0.0
