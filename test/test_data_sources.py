@@ -137,7 +137,7 @@ def test_build_key_ignores_core_accents_so_older_builds_keep_their_keys():
 
     cfg = builder.BuildConfig.create()
     d = cfg.to_dict()
-    del d["train_accents"]
+    del d["train_accents"], d["dvs_train_distortions"]  # the fields added after the first builds
     before = hashlib.sha256(json.dumps({"format": builder.FORMAT_VERSION, **d}, sort_keys=True).encode()).hexdigest()
     assert cfg.key == before[:16]
     eu = builder.BuildConfig.create(train_accents="eu")
@@ -145,6 +145,8 @@ def test_build_key_ignores_core_accents_so_older_builds_keep_their_keys():
     assert builder.BuildConfig.from_dict(eu.to_dict()) == eu
     with pytest.raises(ValueError, match="train_accents"):
         builder.BuildConfig.create(train_accents="world")
+    with pytest.raises(ValueError, match="dvs_train_distortions"):
+        builder.BuildConfig.create(dvs_train_distortions=-1)
 
 
 def test_dataset_cli_offers_every_accent_set():
