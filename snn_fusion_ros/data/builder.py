@@ -197,9 +197,8 @@ def build_dvs(cfg: BuildConfig, split: str, progress: bool, workers: int = 1) ->
     copy.
 
     The split's images come first, in order (``copy`` 0, stored only when there are renditions); the
-    train split then holds
-    ``cfg.dvs_train_distortions`` rounds of distorted renditions of every image (``copy`` 1, 2, ...),
-    whose ``image_index`` names the image they were drawn from. Image i is emulated with
+    train split then holds ``cfg.dvs_train_distortions`` rounds of distorted renditions of every image
+    (``copy`` 1, 2, ...), whose ``image_index`` names the image they were drawn from. Image i is emulated with
     ``default_rng([seed, 2, i])`` (rendition c: distortion ``[seed, 5, i, c]``, events ``[seed, 2, i, c]``),
     so the result does not depend on ``workers`` (processes used), and the originals do not depend on
     the number of renditions.

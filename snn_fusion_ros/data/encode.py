@@ -220,7 +220,7 @@ class EncodedSplit:
     ``spikes[m]`` (N_m samples, T, neurons) bool; ``labels[m]`` (N_m samples,) int64; ``speakers``
     (audio samples,) str; ``pairs`` (N fused, 3) index of the split's stored / current pairing and
     ``pair_labels`` (N,); ``dvs_image_index`` (DVS samples,) the handwritten image each DVS sample
-    shows (None: sample j shows image j).
+    shows (distorted renditions share their image's index).
     """
 
     spikes: dict[str, np.ndarray]
@@ -229,7 +229,7 @@ class EncodedSplit:
     pairs: np.ndarray
     pair_labels: np.ndarray
     key: str
-    dvs_image_index: np.ndarray | None = None
+    dvs_image_index: np.ndarray
 
     def fused(self, index: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """``{m: (N, T, N_m)}`` spikes of fused samples ``index`` of :attr:`pairs` (default all)."""

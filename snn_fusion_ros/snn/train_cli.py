@@ -146,7 +146,7 @@ def split_validation(enc: EncodedSplit, fraction: float, rng: np.random.Generato
     held = set(rng.permutation(np.array(synth, dtype=object))[:n_val].tolist()) if n_val else set()
     is_val = np.array([s in held for s in spk], dtype=bool)
     train["audio"], val["audio"] = np.nonzero(~is_val)[0], np.nonzero(is_val)[0]
-    image = enc.dvs_image_index if enc.dvs_image_index is not None else np.arange(len(enc.labels["dvs"]))
+    image = enc.dvs_image_index
     images = np.unique(image)
     held_d = np.isin(image, images[len(images) - round(fraction * len(images)):])
     original = np.zeros(len(image), dtype=bool)  # the first sample of each image: the image as written
