@@ -330,6 +330,44 @@ def test_akida_matches_torch_without_delays(tmp_path, windows):
     assert float((a.argmax(1) == b.argmax(1)).mean()) >= GOALS["akida"]
 
 
+CUDA = torch.cuda.is_available()
+
+
+@pytest.mark.skipif(CUDA, reason="this machine has CUDA; test_torch_cuda_matches_cpu covers it")
+def test_torch_cuda_refused_without_a_gpu():
+    with pytest.raises(RuntimeError, match="cuda"):
+        create_backend("torch", device="cuda")
+    assert create_backend("torch", device="auto").device == "cpu"
+
+
+@pytest.mark.skipif(not CUDA, reason="no CUDA device (CI has none; runs on a GPU machine)")
+def test_torch_cuda_matches_cpu(artifact, windows, torch_probs):
+    """The reference network on a GPU: same probabilities as the CPU to float32 rounding, same decisions,
+    the missing-modality contract, reset, and no online STDP (it updates CPU weights)."""
+    from snn_fusion_ros.snn.stdp import STDPConfig
+
+    assert create_backend("torch", device="auto").device == "cuda"
+    be = create_backend("torch", device="cuda")
+    be.load(artifact)
+    caps = be.capabilities()
+    assert caps.device == "torch:cuda:0" and caps.hardware_present
+    assert be.model.w_out.device.type == "cuda"
+    probs = run_all(be, windows[0])
+    assert probs.dtype == np.float32 and probs.shape == torch_probs.shape
+    np.testing.assert_allclose(probs, torch_probs, atol=1e-4)
+    assert float((probs.argmax(1) == torch_probs.argmax(1)).mean()) == 1.0
+    win = windows[0][3][0]
+    be.reset()
+    a = be.step({"audio": win["audio"], "imu": win["imu"]})
+    be.reset()
+    b = be.step({**win, "dvs": np.zeros_like(win["dvs"])})
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(InputRejected, match="bad_shape"):
+        be.step({"audio": np.zeros((10, 31), bool)})
+    with pytest.raises(ValueError, match="STDP"):
+        create_backend("torch", device="cuda", stdp=STDPConfig(enabled=True)).load(artifact)
+
+
 def test_torch_backend_online_stdp_changes_weights_and_checkpoints(artifact, windows):
     from snn_fusion_ros.snn.stdp import STDPConfig
 

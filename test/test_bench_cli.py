@@ -23,6 +23,22 @@ def test_write_table_replaces_only_the_generated_block(tmp_path):
     assert "cmd2" in text and "12.5" not in text
 
 
+@pytest.mark.unit
+def test_backend_rows_show_cuda_only_where_it_ran():
+    from snn_fusion_ros.bench.backends import rows
+
+    base = {"torch": {"available": True, "step_ms_p50": 0.6, "step_ms_p99": 0.8, "windows": 160,
+                      "device": "torch:cpu"}}
+    absent = rows({**base, "torch_cuda": {"available": False, "reason": "torch.cuda.is_available() is False"}})
+    assert [r.figure for r in absent] == ["torch window step p50 (torch:cpu)"]
+    cuda = {"available": True, "step_ms_p50": 1.2, "step_ms_p99": 1.5, "windows": 160, "device": "torch:cuda:0",
+            "gpu": "NVIDIA H200", "decision_agreement_vs_torch": 1.0, "max_abs_prob_diff_vs_torch": 3e-7}
+    got = {r.figure: r for r in rows({**base, "torch_cuda": cuda})}
+    r = got["torch window step p50 (torch:cuda:0, NVIDIA H200)"]
+    assert r.value == 1.2 and r.baseline_value == 0.6 and r.ratio == pytest.approx(2.0)
+    assert got["torch cuda decision agreement"].value == 1.0
+
+
 @pytest.mark.ros
 @pytest.mark.slow
 def test_bench_e2e_json_has_the_keys_the_team_reads(ros_msgs, capsys):

@@ -82,6 +82,8 @@ def test_eval_json_schema_and_report(tiny_model, quick_key, tmp_path, capsys):
     assert res["backend_accuracy"]["torch"] == res["fused_accuracy"]
     assert res["backend_details"]["torch"]["agreement_with_torch"] == 1.0
     assert res["backend_details"]["nir"]["n_samples"] == 44
+    assert res["backend_details"]["torch"]["device"] == "torch:cpu"
+    assert res["backend_details"]["nir"]["device"] == "nir:numpy"
     assert res["latency_ms_per_step"]["torch"]["median"] > 0
     cm = np.array(res["confusion_matrix"])
     assert cm.shape == (10, 10) and cm.sum() == 44

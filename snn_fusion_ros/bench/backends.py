@@ -5,6 +5,10 @@ Model: the artifact at ``$SNN_FUSION_MODEL`` when set, else a default-sized :cla
 spikes with a fixed seed inside the bench. Test windows: synthetic sequences (state reset per
 sequence), identical for every backend; torch (1 thread) is the baseline measured in the same run.
 
+Where CUDA is present, the torch backend also runs on the GPU (``torch_cuda``: same windows, batch 1,
+after one warm-up sequence) against the CPU torch baseline; elsewhere ``torch_cuda`` says why not
+and no row is written.
+
 ``step_ms`` is the wall time of one ``Backend.step`` = one window of ``steps_per_window`` time steps.
 """
 
@@ -118,8 +122,33 @@ def measure(args) -> dict[str, Any]:
             finally:
                 if be is not None:
                     be.close()
+        out["torch_cuda"] = _torch_cuda(art, seqs, ref_probs)
         out["torch_num_threads"] = torch.get_num_threads()
     return out
+
+
+def _torch_cuda(art, seqs, ref_probs: np.ndarray | None) -> dict[str, Any]:
+    """The torch backend on CUDA (when present): step latency and agreement with torch on the CPU."""
+    import torch
+
+    from snn_fusion_ros.backends.registry import create_backend
+
+    if not torch.cuda.is_available():
+        return {"available": False, "reason": "torch.cuda.is_available() is False"}
+    be = create_backend("torch", device="cuda")
+    try:
+        be.load(art)
+        run_backend(be, seqs[:1])  # CUDA context and kernel loading are paid here, not in the figures
+        probs, t = run_backend(be, seqs)
+        entry: dict[str, Any] = {"available": True, **_stats(t), "windows": len(t),
+                                 "device": be.capabilities().device, "gpu": torch.cuda.get_device_name(0),
+                                 "hardware_present": True}
+        if ref_probs is not None:
+            entry["decision_agreement_vs_torch"] = float((probs.argmax(1) == ref_probs.argmax(1)).mean())
+            entry["max_abs_prob_diff_vs_torch"] = float(np.abs(probs - ref_probs).max())
+        return entry
+    finally:
+        be.close()
 
 
 def rows(result: dict[str, Any]) -> list[Row]:
@@ -140,6 +169,16 @@ def rows(result: dict[str, Any]) -> list[Row]:
             a = e["decision_agreement_vs_torch"]
             out.append(Row("backends", f"{name} decision agreement", a, "fraction", "torch", 1.0, a,
                            "same synthetic test windows"))
+    cu = result.get("torch_cuda", {})
+    if cu.get("available"):  # no row where CUDA is absent (CI, the 2-core VM): the JSON says why
+        v = cu["step_ms_p50"]
+        out.append(Row("backends", f"torch window step p50 ({cu['device']}, {cu['gpu']})", v, "ms",
+                       "torch window step p50 (CPU, 1 thread)", b50, v / b50 if b50 else None,
+                       f"p99 {cu['step_ms_p99']:.3g} ms, {cu['windows']} windows, batch 1"))
+        if "decision_agreement_vs_torch" in cu:
+            a = cu["decision_agreement_vs_torch"]
+            out.append(Row("backends", "torch cuda decision agreement", a, "fraction", "torch on the CPU", 1.0, a,
+                           f"max |p - p_cpu| {cu['max_abs_prob_diff_vs_torch']:.2g}"))
     th = result.get("torch_threads_step_ms_p50", {})
     if "1" in th and "2" in th:
         out.append(Row("backends", "torch window step p50, 2 threads", th["2"], "ms", "1 thread", th["1"],

@@ -26,6 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
     parser.add_argument("--backends", default=BACKENDS_DEFAULT,
                         help="comma-separated backends to stream the test set through (torch,lava,akida,nir)")
+    parser.add_argument("--torch-device", choices=("cpu", "cuda", "auto"), default="cpu",
+                        help="device of the torch backend in --backends (default cpu; cuda fails without CUDA)")
     parser.add_argument("--backend-samples", action="append", default=[], metavar="NAME=N",
                         help="run backend NAME on the first N test samples only (default lava=40, others all)")
     parser.add_argument("--cache", type=Path, default=None, help="data set cache (default: as `dataset build`)")
@@ -136,7 +138,8 @@ def run(args: argparse.Namespace) -> int:
     def log(line: str) -> None:
         sys.stderr.write(line + "\n")
 
-    res = evaluate(art, test, noisy, noise, backends, samples, args.report_dir, progress, log)
+    res = evaluate(art, test, noisy, noise, backends, samples, args.report_dir, progress, log,
+                   backend_options={"torch": {"device": args.torch_device}})
     res["build"] = key
     if args.json:
         sys.stdout.write(json.dumps(res, indent=1, sort_keys=True) + "\n")

@@ -89,11 +89,13 @@ def confusion_matrix(labels: np.ndarray, pred: np.ndarray, n_classes: int) -> np
 
 
 def run_backend(name: str, artifact: Any, inputs: dict[str, np.ndarray], n: int, steps: int,
-                progress: bool = False) -> tuple[np.ndarray, list[float]]:
-    """Decisions (n,) of backend ``name`` streaming the first ``n`` samples, and per-step times in ms."""
+                progress: bool = False, options: dict[str, Any] | None = None
+                ) -> tuple[np.ndarray, list[float], str]:
+    """Decisions (n,) of backend ``name`` (made with ``options``, e.g. ``{"device": "cuda"}``) streaming
+    the first ``n`` samples, per-step times in ms, and the device it ran on (``Capabilities.device``)."""
     from snn_fusion_ros.backends import create_backend
 
-    be = create_backend(name)
+    be = create_backend(name, **(options or {}))
     times: list[float] = []
     pred = np.zeros(n, dtype=np.int64)
     bar = None
@@ -103,6 +105,7 @@ def run_backend(name: str, artifact: Any, inputs: dict[str, np.ndarray], n: int,
         bar = tqdm(total=n, desc=f"backend {name}", unit="sample", leave=False)
     try:
         be.load(artifact)
+        device = be.capabilities().device
         t_len = next(iter(inputs.values())).shape[1]
         for i in range(n):
             be.reset()
@@ -117,7 +120,7 @@ def run_backend(name: str, artifact: Any, inputs: dict[str, np.ndarray], n: int,
         be.close()
         if bar is not None:
             bar.close()
-    return pred, times
+    return pred, times, device
 
 
 def _latency(times: list[float]) -> dict[str, float]:
@@ -130,13 +133,17 @@ def _latency(times: list[float]) -> dict[str, float]:
 def evaluate(artifact: Any, test: EvalInputs, noisy: EvalInputs | None = None,
              noise: SensorNoise | None = None, backends: Sequence[str] = ("torch",),
              backend_samples: dict[str, int | None] | None = None, report_dir: Path | None = None,
-             progress: bool = False, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+             progress: bool = False, log: Callable[[str], None] | None = None,
+             backend_options: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """All metrics of the module docstring as a JSON-serialisable dict.
 
     ``noisy`` holds the same fused samples encoded from noisy streams (``noise`` describes it);
     ``backend_samples`` maps a backend to the number of test samples it runs (None = all; default
     :data:`DEFAULT_BACKEND_SAMPLES`); ``report_dir`` receives ``confusion_matrix.png`` and
-    ``raster_<modality>.png``.
+    ``raster_<modality>.png``; ``backend_options`` maps a backend to keyword options of
+    :func:`create_backend` (``{"torch": {"device": "cuda"}}``). The batched rows (fused, modalities,
+    missing sets, noise) always run on the CPU reference; ``backend_details[b]["device"]`` says where
+    backend ``b`` ran.
     """
     model = artifact.build_model()
     labels = test.labels
@@ -173,7 +180,8 @@ def evaluate(artifact: Any, test: EvalInputs, noisy: EvalInputs | None = None,
         k = n if limits.get(b) is None else min(n, int(limits[b]))
         t0 = time.perf_counter()
         try:
-            bp, times = run_backend(b, artifact, test.inputs, k, steps, progress)
+            bp, times, device = run_backend(b, artifact, test.inputs, k, steps, progress,
+                                            (backend_options or {}).get(b))
         except Exception as exc:  # report an unavailable / failing backend instead of aborting the evaluation
             acc_b[b] = None
             details[b] = {"error": f"{type(exc).__name__}: {exc}"}
@@ -181,7 +189,7 @@ def evaluate(artifact: Any, test: EvalInputs, noisy: EvalInputs | None = None,
                 log(f"backend {b} failed: {exc}")
             continue
         acc_b[b] = float(np.mean(bp == labels[:k])) if k else float("nan")
-        details[b] = {"n_samples": int(k), "subset": bool(k < n),
+        details[b] = {"n_samples": int(k), "subset": bool(k < n), "device": device,
                       "subset_rule": f"first {k} of the {n} test samples in stored order" if k < n else "all",
                       "torch_accuracy_same_samples": float(np.mean(pred[:k] == labels[:k])) if k else None,
                       "agreement_with_torch": float(np.mean(bp == pred[:k])) if k else None,
