@@ -48,6 +48,7 @@ setup(
         "rich>=13",
         "tqdm>=4.66",
         "matplotlib>=3.8",
+        "threadpoolctl>=3.1",
     ],
     extras_require={
         # lava-nc 0.10 declares Python <3.11: install it with

@@ -68,6 +68,18 @@ def test_registry_names_and_errors():
         create_backend("torch", device="tpu")
 
 
+def test_making_a_backend_caps_blas_at_one_thread():
+    """Batch-1 matrix-vector products stall behind BLAS worker threads on a busy machine."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        for name in ("torch", "nir"):
+            threadpool_limits(limits=2, user_api="blas")
+            create_backend(name)
+            pools = [p for p in threadpool_info() if p["user_api"] == "blas"]
+            assert pools and all(p["num_threads"] == 1 for p in pools), (name, pools)
+
+
 def test_importing_one_backend_does_not_import_the_others():
     code = ("import sys; import snn_fusion_ros.backends.registry, snn_fusion_ros.backends.torch_backend; "
             "print([m for m in ('lava', 'akida', 'nir') if m in sys.modules])")
