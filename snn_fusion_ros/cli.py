@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dataset": ("snn_fusion_ros.data.cli", "build / describe the fused digit data set (audio, emulated DVS, IMU)"),
     "train": ("snn_fusion_ros.snn.train_cli", "train the fusion SNN on the built data set (checkpoints, resume)"),
     "eval": ("snn_fusion_ros.snn.eval_cli", "accuracy on the test split: modalities, missing sets, noise, backends"),
+    "task": ("snn_fusion_ros.snn.motions", "train + test the second task: BasicMotions, real 6-axis IMU (4 classes)"),
     "make-bag": ("snn_fusion_ros.bags.cli_make", "write a rosbag2 bag from real recordings or the data set"),
     "replay": ("snn_fusion_ros.bags.cli_replay", "publish a bag with its original timing (and /clock)"),
     "record": ("snn_fusion_ros.bags.cli_record", "record topics (classifications, diagnostics) to MCAP"),
