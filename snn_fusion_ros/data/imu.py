@@ -131,7 +131,8 @@ def basic_motions_to_imu(series: np.ndarray, rate_hz: float = BASIC_MOTIONS_RATE
     """(stamps_ns (n,), accel (n, 3), gyro (n, 3)) float32 of a BasicMotions series (6, n).
 
     Channels 0-2 are the accelerometer and 3-5 the gyroscope; values pass through in the units of
-    the file (not stated there; see the module docstring). Not part of the fused 10-class build.
+    the file (not stated there; see the module docstring). Not part of the fused 10-class build: the
+    second task (:mod:`snn_fusion_ros.snn.motions`).
     """
     s = np.asarray(series, dtype=np.float64)
     if s.ndim != 2 or s.shape[0] != 6:
