@@ -21,6 +21,7 @@ epoch's weights are evaluated.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -86,15 +87,18 @@ def nearest_neighbour_accuracy(train: list[np.ndarray], y_train: np.ndarray, tes
     return float(np.mean(np.asarray(y_train)[d.argmin(1)] == np.asarray(y_test)))
 
 
-def run_task(settings: MotionSettings, imu_cfg: Any, enc_cfgs: Any, cache: Path, out: Path | None = None,
+def run_task(settings: MotionSettings, enc_cfgs: Any, cache: Path, out: Path | None = None,
              progress: bool = False, created_by: str | None = None) -> dict[str, Any]:
-    """Train on the BasicMotions train split, evaluate on its test split; the metrics as a JSON-able dict."""
+    """Train on the BasicMotions train split, evaluate on its test split; the metrics as a JSON-able dict.
+
+    ``enc_cfgs`` (:class:`~snn_fusion_ros.data.encode.EncoderConfigs`): the IMU encoder codes the
+    recordings; all three size the network's inputs, so the artifact fits the nodes."""
     import torch
 
     from snn_fusion_ros.data.imu import AEON_VERSION, load_aeon_dataset
-    from snn_fusion_ros.snn.config import FusionNetConfig
     from snn_fusion_ros.snn.evaluate import confusion_matrix
     from snn_fusion_ros.snn.network import FusionNet
+    from snn_fusion_ros.snn.train_cli import TrainSettings, network_config
     from snn_fusion_ros.snn.training import last_window_scores, train_epoch
 
     s = settings
@@ -103,17 +107,12 @@ def run_task(settings: MotionSettings, imu_cfg: Any, enc_cfgs: Any, cache: Path,
     if tuple(tr.classes) != tuple(te.classes):
         raise ValueError(f"{DATASET}: train classes {tr.classes} differ from test classes {te.classes}")
     t0 = time.perf_counter()
-    x_tr = encode_recordings(tr.series, imu_cfg)
-    x_te = encode_recordings(te.series, imu_cfg)
+    x_tr = encode_recordings(tr.series, enc_cfgs.imu)
+    x_te = encode_recordings(te.series, enc_cfgs.imu)
     encode_s = time.perf_counter() - t0
-    n = enc_cfgs.num_neurons
-    if x_tr.shape[2] != n["imu"]:
-        raise ValueError(f"IMU encoder gives {x_tr.shape[2]} neurons, the encoder set {n['imu']}")
-    cfg = FusionNetConfig(audio_neurons=n["audio"], dvs_neurons=n["dvs"], imu_neurons=n["imu"],
-                          hidden_neurons=s.hidden_neurons, fusion_neurons=s.fusion_neurons,
-                          num_classes=len(tr.classes), step_ms=imu_cfg.step_ms,
-                          steps_per_window=round(imu_cfg.window_ms / imu_cfg.step_ms),
-                          readout_tau_mem_ms=s.readout_tau_ms, seed=s.seed)
+    net = TrainSettings(seed=s.seed, hidden_neurons=s.hidden_neurons, fusion_neurons=s.fusion_neurons,
+                        readout_tau_mem_ms=s.readout_tau_ms)
+    cfg = network_config(enc_cfgs, net, num_classes=len(tr.classes))
     torch.manual_seed(s.seed)
     model = FusionNet(cfg)
     opt = torch.optim.Adam(model.parameters(), lr=s.lr)
@@ -150,11 +149,10 @@ def run_task(settings: MotionSettings, imu_cfg: Any, enc_cfgs: Any, cache: Path,
         "confusion_matrix": confusion_matrix(y_te, pred, len(tr.classes)).tolist(),
         "baseline": {"name": "1-NN Euclidean on z-normalised raw series (same split, same run)",
                      "test_accuracy": nearest_neighbour_accuracy(tr.series, y_tr, te.series, y_te)},
-        "settings": s.__dict__.copy(), "imu_encoder": imu_cfg.__dict__.copy(),
+        "settings": dataclasses.asdict(s), "imu_encoder": enc_cfgs.to_dict()["imu"],
         "input_steps": int(x_tr.shape[1]), "encode_seconds": encode_s, "train_seconds": train_s,
         "history": history,
     }
-    res["imu_encoder"]["delay_taps_ms"] = list(res["imu_encoder"].get("delay_taps_ms", ()))
     if out is not None:
         from snn_fusion_ros.snn.artifact import save_artifact
 
@@ -190,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = MotionSettings(epochs=args.epochs, seed=args.seed)
         enc = node_encoder_configs(args.params)
-        res = run_task(settings, enc.imu, enc, args.cache if args.cache is not None else default_cache(),
+        res = run_task(settings, enc, args.cache if args.cache is not None else default_cache(),
                        args.out, progress=not args.no_progress,
                        created_by="snn-fusion task " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["task"] else None)
     except (SourceUnavailable, ValueError, OSError) as exc:

@@ -241,11 +241,13 @@ def selection_score(rep: dict[str, float]) -> float:
     return 0.5 * rep["fused"] + 0.5 * float(np.mean(miss))
 
 
-def network_config(enc_cfgs: EncoderConfigs, s: TrainSettings) -> FusionNetConfig:
+def network_config(enc_cfgs: EncoderConfigs, s: TrainSettings, num_classes: int = len(CLASS_NAMES)
+                   ) -> FusionNetConfig:
+    """The network a run of ``s`` trains: input sizes and time grid from the encoders, the rest from ``s``."""
     n = enc_cfgs.num_neurons
     return FusionNetConfig(audio_neurons=n["audio"], dvs_neurons=n["dvs"], imu_neurons=n["imu"],
                            hidden_neurons=s.hidden_neurons, fusion_neurons=s.fusion_neurons,
-                           num_classes=len(CLASS_NAMES), step_ms=enc_cfgs.audio.step_ms,
+                           num_classes=num_classes, step_ms=enc_cfgs.audio.step_ms,
                            steps_per_window=enc_cfgs.steps_per_window,
                            readout_tau_mem_ms=s.readout_tau_mem_ms, tau_mem_ms=s.tau_mem_ms,
                            tau_syn_ms=s.tau_syn_ms, seed=s.seed)
