@@ -217,3 +217,43 @@ def test_distort_is_seeded_bounded_and_the_identity_at_zero_range(monkeypatch):
     np.testing.assert_allclose(handwriting.distort(img, 28, np.random.default_rng(1)), np.clip(big, 0, 1), atol=1e-5)
     with pytest.raises(ValueError, match="2-D"):
         handwriting.distort(np.zeros(5), 28, np.random.default_rng(0))
+
+
+def test_other_languages_extend_only_the_train_audio():
+    plain = _cfg()
+    multi = builder.BuildConfig.create(seed=7, quick=True, duration_ms=DURATION_MS, train_languages="en-es-fr")
+    assert builder.BuildConfig.create(seed=7, quick=True, duration_ms=DURATION_MS, train_languages="en").key \
+        == plain.key, "the default must keep the keys of earlier builds"
+    assert multi.key != plain.key
+    sources = builder.default_cache()
+    a, b = (builder.build_audio(c, "train", sources, False, False) for c in (plain, multi))
+    n = len(a["labels"])
+    for k in ("waveforms", "labels", "speaker", "source"):  # the English-only build is a prefix, byte for byte
+        np.testing.assert_array_equal(b[k][:n], a[k], err_msg=f"train {k} changed")
+    extra = b["source"][n:]
+    spk = builder.speakers("train", True, "core", "en-es-fr")
+    voices = spk["espeak_es"] + spk["espeak_fr"]
+    assert sorted(set(extra.tolist())) == sorted(f"espeak:{v}:{lang}" for lang in ("es", "fr")
+                                                 for v in spk[f"espeak_{lang}"])
+    assert len(extra) == 10 * len(voices)  # quick builds: one rendition per voice and digit
+    np.testing.assert_array_equal(np.bincount(b["labels"][n:], minlength=10), [len(voices)] * 10)
+    assert all(len(w) and np.abs(w).max() > 0.1 for w in b["waveforms"][n:]), "an utterance is silent"
+    test_bases = {v.split("+")[0] for v in builder.speakers("test", False)["espeak"]}
+    assert not {v.split("+")[0] for v in voices} & test_bases, "a test base voice reads training words"
+    assert "espeak_fr" not in builder.speakers("test", False, "core", "en-es-fr")
+    t_plain, t_multi = (builder.build_audio(c, "test", sources, False, False) for c in (plain, multi))
+    for k in t_plain:
+        np.testing.assert_array_equal(t_multi[k], t_plain[k], err_msg=f"test split {k} changed")
+    with pytest.raises(ValueError, match="train_languages"):
+        builder.BuildConfig.create(seed=7, quick=True, duration_ms=DURATION_MS, train_languages="de")
+
+
+def test_digit_words_carry_their_digit_in_every_language():
+    from snn_fusion_ros.data import audio
+
+    reqs = audio.espeak_requests(["fr-be+m1"], 2, np.random.default_rng(0), "fr")
+    assert [(u.text, d) for u, d in reqs[::2]] == list(zip(audio.DIGIT_WORDS_BY_LANGUAGE["fr"], range(10)))
+    assert reqs[6][0].text == "trois" and reqs[6][1] == 3 and reqs[7][0].rate_wpm != 175
+    assert audio.espeak_requests(["es+m1"], 1, np.random.default_rng(0), "es")[4][0].text == "cuatro"
+    with pytest.raises(ValueError, match="language"):
+        audio.espeak_requests(["fr-be+m1"], 1, np.random.default_rng(0), "klingon")

@@ -150,6 +150,26 @@ def test_validation_can_hold_out_whole_accents(quick_train):
         train_cli.split_validation(quick_train, 0.3, np.random.default_rng(0), "country")
 
 
+def test_voices_that_read_no_english_always_train_and_leave_validation_as_it_was(quick_train):
+    import dataclasses
+
+    n = len(quick_train.labels["audio"])
+    extra = np.arange(0, n, 3)  # stand-ins for utterances of the English-less voices, appended
+    speakers = np.concatenate([quick_train.speakers,
+                               np.where(extra % 2 == 0, "espeak:fr-be+m1", "espeak:es-419+f1")])
+    enc = dataclasses.replace(quick_train, speakers=speakers,
+                              labels={**quick_train.labels, "audio": np.concatenate(
+                                  [quick_train.labels["audio"], quick_train.labels["audio"][extra]])},
+                              spikes={**quick_train.spikes, "audio": np.concatenate(
+                                  [quick_train.spikes["audio"], quick_train.spikes["audio"][extra]])})
+    for holdout in ("accent", "voice"):
+        tr, va = train_cli.split_validation(enc, 0.3, np.random.default_rng(0), holdout)
+        plain_tr, plain_va = train_cli.split_validation(quick_train, 0.3, np.random.default_rng(0), holdout)
+        for m in MODALITIES:
+            np.testing.assert_array_equal(va[m], plain_va[m], err_msg=f"{holdout}: validation {m} changed")
+        np.testing.assert_array_equal(tr["audio"], np.concatenate([plain_tr["audio"], n + np.arange(len(extra))]))
+
+
 def test_validation_leaves_out_the_distorted_renditions_of_its_images(quick_train):
     import dataclasses
 

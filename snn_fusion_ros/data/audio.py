@@ -6,7 +6,9 @@ Speakers (a speaker is one voice; the same person in two languages is ONE speake
   packages ``asterisk-core-sounds-en-wav`` / ``-es-wav`` (digit words in English and Spanish).
 * ``june`` (real, female): ``fr_CA_f_June``, ``asterisk-core-sounds-fr-wav`` (French digit words).
 * ``espeak:<voice>+<variant>``: eSpeak NG voices reading the English digit words; the base voice
-  (en, de, fr, ...) sets the accent rules and the variant (m1.., f1..) the voice quality.
+  (en, de, fr, ...) sets the accent rules and the variant (m1.., f1..) the voice quality. A voice
+  whose language is Spanish or French may also read that language's digit words
+  (:data:`DIGIT_WORDS_BY_LANGUAGE`; source ``espeak:<voice>:<language>``), still as the same speaker.
 
 Every waveform is band-limited to the telephone band of the Asterisk prompts (resampled through
 8 kHz), resampled to ``sample_rate_hz``, peak-normalised and placed centred in a window of
@@ -28,6 +30,12 @@ from snn_fusion_ros.data.espeak import ESPEAK_RATE_HZ, Utterance, synthesize
 from snn_fusion_ros.data.sources import SourceUnavailable, fetch_debian_package
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+#: The digit words 0..9 of the languages the data set's real voices speak (Allison: en, es; June: fr).
+DIGIT_WORDS_BY_LANGUAGE: dict[str, tuple[str, ...]] = {
+    "en": DIGIT_WORDS,
+    "es": ("cero", "uno", "dos", "tres", "cuatro", "cinco", "seis", "siete", "ocho", "nueve"),
+    "fr": ("zéro", "un", "deux", "trois", "quatre", "cinq", "six", "sept", "huit", "neuf"),
+}
 
 #: speaker -> list of (Debian package, voice folder under /usr/share/asterisk/sounds)
 ASTERISK_SPEAKERS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -92,34 +100,44 @@ def espeak_speaker(voice: str) -> str:
     return f"espeak:{voice}"
 
 
-def espeak_requests(voices: list[str], reps: int, rng: np.random.Generator) -> list[Utterance]:
-    """Synthesis requests: each voice says each digit word ``reps`` times, with random rate and pitch.
+def espeak_requests(voices: list[str], reps: int, rng: np.random.Generator, language: str = "en"
+                    ) -> list[tuple[Utterance, int]]:
+    """Synthesis requests with their digit: each voice says each digit word of ``language`` ``reps``
+    times, with random rate and pitch.
 
     Repetition 0 uses eSpeak's defaults (175 wpm, pitch 50, range 50); the others draw
     rate ~ U(140, 210) wpm, pitch ~ U(25, 75), range ~ U(25, 75) from ``rng``.
     """
+    if language not in DIGIT_WORDS_BY_LANGUAGE:
+        raise ValueError(f"language={language!r}; expected one of {list(DIGIT_WORDS_BY_LANGUAGE)}")
     reqs = []
     for voice in voices:
-        for word in DIGIT_WORDS:
+        for digit, word in enumerate(DIGIT_WORDS_BY_LANGUAGE[language]):
             for r in range(reps):
                 if r == 0:
-                    reqs.append(Utterance(voice, word))
+                    reqs.append((Utterance(voice, word), digit))
                 else:
                     rate, pitch, rng_ = rng.integers([140, 25, 25], [211, 76, 76])
-                    reqs.append(Utterance(voice, word, int(rate), int(pitch), int(rng_)))
+                    reqs.append((Utterance(voice, word, int(rate), int(pitch), int(rng_)), digit))
     return reqs
 
 
-def load_espeak(voices: list[str], reps: int, rng: np.random.Generator) -> list[RawAudio]:
-    """Digits 0-9 read by each eSpeak ``voice`` ``reps`` times (see :func:`espeak_requests`)."""
-    reqs = espeak_requests(voices, reps, rng)
-    waves = synthesize(reqs)
+def load_espeak(voices: list[str], reps: int, rng: np.random.Generator, language: str = "en"
+                ) -> list[RawAudio]:
+    """Digits 0-9 in ``language`` read by each eSpeak ``voice`` ``reps`` times (see :func:`espeak_requests`).
+
+    The source of an English utterance is ``espeak:<voice>``, of another language's
+    ``espeak:<voice>:<language>``; the speaker is ``espeak:<voice>`` either way.
+    """
+    reqs = espeak_requests(voices, reps, rng, language)
+    waves = synthesize([u for u, _ in reqs])
     out = []
-    for req, pcm in zip(reqs, waves, strict=True):
+    suffix = "" if language == "en" else f":{language}"
+    for (req, digit), pcm in zip(reqs, waves, strict=True):
         if len(pcm) == 0:
             raise SourceUnavailable("espeakng-loader", f"eSpeak produced no audio for {req}")
-        out.append(RawAudio(pcm.astype(np.float32) / 32768.0, ESPEAK_RATE_HZ, DIGIT_WORDS.index(req.text),
-                            espeak_speaker(req.voice), f"espeak:{req.voice}"))
+        out.append(RawAudio(pcm.astype(np.float32) / 32768.0, ESPEAK_RATE_HZ, digit,
+                            espeak_speaker(req.voice), f"espeak:{req.voice}{suffix}"))
     return out
 
 

@@ -52,6 +52,19 @@ TRAIN_ACCENTS: dict[str, tuple[str, ...]] = {
                                    "sl", "sv"),
 }
 ESPEAK_VARIANTS = {"train": ("m1", "f1", "m2", "f2", "m3", "f5"), "test": ("m4", "f3", "m5", "f4")}
+#: Languages whose digit words the train split's eSpeak voices read (``BuildConfig.train_languages``).
+#: "en": English only (the first builds). "en-es-fr": also the digit words of every language a real
+#: voice of the data set speaks (Allison: Spanish; June, the test split's real voice: French), so that no
+#: test word is outside the training vocabulary; the rule names the data set's languages, not test
+#: accuracy. Non-English words are read by :data:`NATIVE_BASES` x the train variants.
+TRAIN_LANGUAGES: dict[str, tuple[str, ...]] = {"en": ("en",), "en-es-fr": ("en", "es", "fr")}
+#: eSpeak base voices that read a language's digit words with that language's rules (train split only;
+#: the test split's base voices, fr among them, are never used: fr-be and fr-ch are Belgian and Swiss
+#: French, other voice files over the same French rules).
+NATIVE_BASES: dict[str, tuple[str, ...]] = {"es": ("es", "es-419"), "fr": ("fr-be", "fr-ch")}
+#: The native bases that read no English words (no accent of any ``TRAIN_ACCENTS`` set).
+ENGLISH_LESS_BASES: frozenset[str] = frozenset(
+    b for bases in NATIVE_BASES.values() for b in bases) - {b for bases in TRAIN_ACCENTS.values() for b in bases}
 #: Real human speakers per split (Asterisk prompts).
 ASTERISK_SPLIT = {"train": ("allison",), "test": ("june",)}
 
@@ -86,6 +99,9 @@ class BuildConfig:
     dvs_train_distortions: int = field(default=0, metadata=param(
         "extra renditions of every training image, each randomly distorted (handwriting.distort) before "
         "the event camera watches it; the test split never has any", "", 0, 10))
+    train_languages: str = field(default="en", metadata=param(
+        "languages whose digit words the train split's eSpeak voices read, see TRAIN_LANGUAGES",
+        choices=tuple(TRAIN_LANGUAGES)))
 
     def __post_init__(self) -> None:
         validate_config(self)
@@ -95,10 +111,10 @@ class BuildConfig:
 
     @classmethod
     def create(cls, seed: int = 0, quick: bool = False, duration_ms: float = 1000.0, train_accents: str = "core",
-               dvs_train_distortions: int = 0, **dvs: Any) -> BuildConfig:
+               dvs_train_distortions: int = 0, train_languages: str = "en", **dvs: Any) -> BuildConfig:
         """Config with the DVS recording as long as the fused sample; ``dvs`` overrides emulator fields."""
         return cls(seed=seed, quick=quick, duration_ms=duration_ms, train_accents=train_accents,
-                   dvs_train_distortions=dvs_train_distortions,
+                   dvs_train_distortions=dvs_train_distortions, train_languages=train_languages,
                    dvs=DvsEmulatorConfig(duration_ms=duration_ms, **dvs))
 
     def to_dict(self) -> dict[str, Any]:
@@ -112,8 +128,8 @@ class BuildConfig:
 
     @property
     def key(self) -> str:
-        """Hash of the config; the fields added later (``train_accents``, ``dvs_train_distortions``) enter
-        it only when they differ from the behaviour before them, so earlier builds keep their keys."""
+        """Hash of the config; the fields added later (``train_accents``, ``dvs_train_distortions``,
+        ``train_languages``) enter it only when they differ from the behaviour before them, so earlier builds keep their keys."""
         d = self.to_dict()
         for name, before in _LATER_FIELDS.items():
             if d[name] == before:
@@ -123,21 +139,32 @@ class BuildConfig:
 
 
 #: Fields added to :class:`BuildConfig` after builds existed, with the value that means "as before".
-_LATER_FIELDS: dict[str, Any] = {"train_accents": "core", "dvs_train_distortions": 0}
+_LATER_FIELDS: dict[str, Any] = {"train_accents": "core", "dvs_train_distortions": 0, "train_languages": "en"}
 
 
-def speakers(split: str, quick: bool, train_accents: str = "core") -> dict[str, list[str]]:
-    """{"asterisk": [...], "espeak": [voice+variant, ...]} of ``split`` (train bases: ``TRAIN_ACCENTS``)."""
+def speakers(split: str, quick: bool, train_accents: str = "core", train_languages: str = "en"
+             ) -> dict[str, list[str]]:
+    """{"asterisk": [...], "espeak": [voice+variant, ...], "espeak_<lang>": [...]} of ``split``.
+
+    "espeak" voices read the English digit words (train bases: ``TRAIN_ACCENTS``); "espeak_es" /
+    "espeak_fr" (train split, ``train_languages`` "en-es-fr" only) read those languages' words.
+    """
     if split not in SPLITS:
         raise ValueError(f"split={split!r}; expected one of {list(SPLITS)}")
     if train_accents not in TRAIN_ACCENTS:
         raise ValueError(f"train_accents={train_accents!r}; expected one of {list(TRAIN_ACCENTS)}")
+    if train_languages not in TRAIN_LANGUAGES:
+        raise ValueError(f"train_languages={train_languages!r}; expected one of {list(TRAIN_LANGUAGES)}")
     bases = TRAIN_ACCENTS[train_accents] if split == "train" else ESPEAK_BASES[split]
     variants = ESPEAK_VARIANTS[split]
     if quick:
         bases, variants = bases[: 2 if split == "train" else 1], variants[:2]
-    return {"asterisk": list(ASTERISK_SPLIT[split]),
-            "espeak": [f"{b}+{v}" for b in bases for v in variants]}
+    out = {"asterisk": list(ASTERISK_SPLIT[split]), "espeak": [f"{b}+{v}" for b in bases for v in variants]}
+    if split == "train":
+        for lang in TRAIN_LANGUAGES[train_languages][1:]:
+            native = NATIVE_BASES[lang][:1] if quick else NATIVE_BASES[lang]
+            out[f"espeak_{lang}"] = [f"{b}+{v}" for b in native for v in variants]
+    return out
 
 
 def _rng(seed: int, part: int, *index: int) -> np.random.Generator:
@@ -155,7 +182,7 @@ def _progress(it: Iterable[Any], desc: str, total: int, enabled: bool) -> Iterab
 def build_audio(cfg: BuildConfig, split: str, sources: Path, offline: bool, progress: bool
                 ) -> dict[str, np.ndarray]:
     """Arrays of the audio part of ``split``: waveforms (N, S) float32, labels, speaker, source."""
-    spk = speakers(split, cfg.quick, cfg.train_accents)
+    spk = speakers(split, cfg.quick, cfg.train_accents, cfg.train_languages)
     reps = cfg.audio_reps_train if split == "train" else cfg.audio_reps_test
     if cfg.quick:
         reps = 1
@@ -166,6 +193,12 @@ def build_audio(cfg: BuildConfig, split: str, sources: Path, offline: bool, prog
             raws.extend((raw, r) for r in range(reps))
     espeak_raw = audio_mod.load_espeak(spk["espeak"], reps, _rng(cfg.seed, _PART_AUDIO, split_no, 0))
     raws.extend((raw, i % reps) for i, raw in enumerate(espeak_raw))
+    # Other languages' words come last, from their own streams: the samples before them (and the
+    # augmentation draws below, made in order) stay those of an English-only build.
+    for lang_no, lang in enumerate(TRAIN_LANGUAGES[cfg.train_languages][1:] if split == "train" else ()):
+        native = audio_mod.load_espeak(spk[f"espeak_{lang}"], reps, _rng(cfg.seed, _PART_AUDIO, split_no, 2, lang_no),
+                                       language=lang)
+        raws.extend((raw, i % reps) for i, raw in enumerate(native))
     aug = _rng(cfg.seed, _PART_AUDIO, split_no, 1)
     waves, labels, who, src = [], [], [], []
     for raw, rep in _progress(raws, f"audio {split}", len(raws), progress):
@@ -282,7 +315,8 @@ def build(cfg: BuildConfig, cache: Path | None = None, sources: Path | None = No
                                        "modalities": np.asarray(MODALITIES, dtype="U8")})
     files = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.glob("*.npz"))}
     save_json(manifest_path, {"format": FORMAT_VERSION, "key": cfg.key, "config": cfg.to_dict(),
-                              "speakers": {s: speakers(s, cfg.quick, cfg.train_accents) for s in SPLITS},
+                              "speakers": {s: speakers(s, cfg.quick, cfg.train_accents, cfg.train_languages)
+                                           for s in SPLITS},
                               "files": files})
     save_json(cache / "latest.json", {"build": cfg.key})
     return out

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from snn_fusion_ros.data.builder import TRAIN_ACCENTS, BuildConfig, build, default_cache
+from snn_fusion_ros.data.builder import TRAIN_ACCENTS, TRAIN_LANGUAGES, BuildConfig, build, default_cache
 from snn_fusion_ros.data.sources import SourceUnavailable
 
 
@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--duration-ms", type=float, default=1000.0, help="span of each fused sample (ms)")
     b.add_argument("--train-accents", choices=tuple(TRAIN_ACCENTS), default="core",
                    help="accents of the train split's eSpeak voices: core (6) or eu (21; see doc/data.md)")
+    b.add_argument("--train-languages", choices=tuple(TRAIN_LANGUAGES), default="en",
+                   help="digit words the train split's eSpeak voices read: en, or en-es-fr (also Spanish and "
+                        "French, the languages of the real voices; see doc/data.md)")
     b.add_argument("--dvs-distortions", type=int, default=0, metavar="K",
                    help="K extra renditions of every training image, each randomly distorted (default 0)")
     b.add_argument("--offline", action="store_true", help="never fetch; fail if a source is not cached")
@@ -38,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
     cache = args.cache if args.cache is not None else default_cache()
     if args.action == "build":
         cfg = BuildConfig.create(seed=args.seed, quick=args.quick, duration_ms=args.duration_ms,
-                                 train_accents=args.train_accents, dvs_train_distortions=args.dvs_distortions)
+                                 train_accents=args.train_accents, dvs_train_distortions=args.dvs_distortions,
+                                 train_languages=args.train_languages)
         try:
             out = build(cfg, cache=cache, offline=args.offline,
                         progress=not args.no_progress and sys.stderr.isatty(), workers=args.workers)

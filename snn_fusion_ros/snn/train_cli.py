@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from snn_fusion_ros.data.builder import TRAIN_ACCENTS
+from snn_fusion_ros.data.builder import ENGLISH_LESS_BASES, TRAIN_ACCENTS, TRAIN_LANGUAGES
 from snn_fusion_ros.data.encode import (
     EncodedSplit,
     EncoderConfigs,
@@ -124,7 +124,10 @@ def split_validation(enc: EncodedSplit, fraction: float, rng: np.random.Generato
     * audio, ``audio_holdout="voice"``: ``ceil(fraction * n)`` of the ``n`` synthetic (eSpeak) speakers
       (``espeak:<base>+<variant>``), drawn with ``rng``; ``"accent"``: every speaker of ``ceil(fraction * n)``
       of the ``n`` base voices, so validation accents are unseen in training as the test split's are.
-      Real recorded speakers stay in training (there is only one in the train split);
+      Real recorded speakers stay in training (there is only one in the train split), and so do the voices
+      that read only Spanish or French words (``ENGLISH_LESS_BASES``, builds with ``train_languages``
+      "en-es-fr"): validation holds out accents of the English words that the test split's eSpeak voices
+      read, and a build with those voices holds out exactly what the same build without them does;
     * DVS: the last ``fraction`` of the images (a contiguous block: writers are stored in order); the
       distorted renditions of those images (``enc.dvs_image_index``) are left out of both parts, so
       validation sees each of its images once, undistorted, and training none of them;
@@ -140,7 +143,10 @@ def split_validation(enc: EncodedSplit, fraction: float, rng: np.random.Generato
     def unit(speaker: str) -> str:  # the unit held out: a voice, or its base voice (accent)
         return speaker.split(":", 1)[1].split("+", 1)[0] if audio_holdout == "accent" else speaker
 
-    spk = [unit(s) if s.startswith("espeak:") else None for s in enc.speakers.tolist()]
+    def held_out_able(speaker: str) -> bool:
+        return speaker.startswith("espeak:") and speaker.split(":", 1)[1].split("+", 1)[0] not in ENGLISH_LESS_BASES
+
+    spk = [unit(s) if held_out_able(s) else None for s in enc.speakers.tolist()]
     synth = sorted({s for s in spk if s is not None})
     n_val = int(np.ceil(fraction * len(synth))) if fraction > 0 else 0
     held = set(rng.permutation(np.array(synth, dtype=object))[:n_val].tolist()) if n_val else set()
@@ -417,6 +423,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-accents", default="core", choices=tuple(TRAIN_ACCENTS),
                         help="data set: accents of the train split's eSpeak voices (core or eu, see "
                              "`snn-fusion dataset build`); ignored with --build")
+    parser.add_argument("--train-languages", default="en", choices=tuple(TRAIN_LANGUAGES),
+                        help="data set: digit words the train split's eSpeak voices read (en or en-es-fr, see "
+                             "`snn-fusion dataset build`); ignored with --build")
     parser.add_argument("--dvs-distortions", type=int, default=0, metavar="K",
                         help="data set: K distorted renditions of every training image (see `snn-fusion dataset "
                              "build`); ignored with --build")
@@ -448,7 +457,8 @@ def run(args: argparse.Namespace) -> int:
     key = args.build
     if key is None:
         key = build(BuildConfig.create(seed=args.seed, quick=args.quick, train_accents=args.train_accents,
-                                       dvs_train_distortions=args.dvs_distortions),
+                                       dvs_train_distortions=args.dvs_distortions,
+                                       train_languages=args.train_languages),
                     cache=cache, progress=progress).name
     settings = TrainSettings(seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              missing_dropout=args.missing_dropout, val_fraction=args.val_fraction,
