@@ -252,7 +252,7 @@ def test_digit_words_carry_their_digit_in_every_language():
     from snn_fusion_ros.data import audio
 
     reqs = audio.espeak_requests(["fr-be+m1"], 2, np.random.default_rng(0), "fr")
-    assert [(u.text, d) for u, d in reqs[::2]] == list(zip(audio.DIGIT_WORDS_BY_LANGUAGE["fr"], range(10)))
+    assert [(d, u.text) for u, d in reqs[::2]] == list(enumerate(audio.DIGIT_WORDS_BY_LANGUAGE["fr"]))
     assert reqs[6][0].text == "trois" and reqs[6][1] == 3 and reqs[7][0].rate_wpm != 175
     assert audio.espeak_requests(["es+m1"], 1, np.random.default_rng(0), "es")[4][0].text == "cuatro"
     with pytest.raises(ValueError, match="language"):

@@ -129,7 +129,8 @@ class BuildConfig:
     @property
     def key(self) -> str:
         """Hash of the config; the fields added later (``train_accents``, ``dvs_train_distortions``,
-        ``train_languages``) enter it only when they differ from the behaviour before them, so earlier builds keep their keys."""
+        ``train_languages``) enter it only when they differ from the behaviour before them, so earlier builds
+        keep their keys."""
         d = self.to_dict()
         for name, before in _LATER_FIELDS.items():
             if d[name] == before:
