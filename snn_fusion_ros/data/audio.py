@@ -100,6 +100,11 @@ def espeak_speaker(voice: str) -> str:
     return f"espeak:{voice}"
 
 
+def espeak_base(speaker: str) -> str | None:
+    """Base voice (accent) of an eSpeak speaker id (``espeak:de+m3`` -> ``de``); None for a recorded speaker."""
+    return speaker.split(":", 1)[1].split("+", 1)[0] if speaker.startswith("espeak:") else None
+
+
 def espeak_requests(voices: list[str], reps: int, rng: np.random.Generator, language: str = "en"
                     ) -> list[tuple[Utterance, int]]:
     """Synthesis requests with their digit: each voice says each digit word of ``language`` ``reps``

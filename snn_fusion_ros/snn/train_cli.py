@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from snn_fusion_ros.data.audio import espeak_base
 from snn_fusion_ros.data.builder import ENGLISH_LESS_BASES, TRAIN_ACCENTS, TRAIN_LANGUAGES
 from snn_fusion_ros.data.encode import (
     EncodedSplit,
@@ -140,13 +141,13 @@ def split_validation(enc: EncodedSplit, fraction: float, rng: np.random.Generato
     if audio_holdout not in VAL_AUDIO_HOLDOUTS:
         raise ValueError(f"audio_holdout={audio_holdout!r}; expected one of {list(VAL_AUDIO_HOLDOUTS)}")
 
-    def unit(speaker: str) -> str:  # the unit held out: a voice, or its base voice (accent)
-        return speaker.split(":", 1)[1].split("+", 1)[0] if audio_holdout == "accent" else speaker
+    def unit(speaker: str) -> str | None:  # the unit held out: a voice, or its base voice (accent); None: trains
+        base = espeak_base(speaker)
+        if base is None or base in ENGLISH_LESS_BASES:
+            return None
+        return base if audio_holdout == "accent" else speaker
 
-    def held_out_able(speaker: str) -> bool:
-        return speaker.startswith("espeak:") and speaker.split(":", 1)[1].split("+", 1)[0] not in ENGLISH_LESS_BASES
-
-    spk = [unit(s) if held_out_able(s) else None for s in enc.speakers.tolist()]
+    spk = [unit(s) for s in enc.speakers.tolist()]
     synth = sorted({s for s in spk if s is not None})
     n_val = int(np.ceil(fraction * len(synth))) if fraction > 0 else 0
     held = set(rng.permutation(np.array(synth, dtype=object))[:n_val].tolist()) if n_val else set()
