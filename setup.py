@@ -37,6 +37,7 @@ setup(
     install_requires=[
         "numpy>=1.24,<2",
         "scipy>=1.10,<2",
+        "soundfile>=0.12",
         "torch>=2.2,<=2.13.0",
         "safetensors>=0.4",
         "pydantic>=2.5,<3",

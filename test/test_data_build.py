@@ -248,6 +248,44 @@ def test_other_languages_extend_only_the_train_audio():
         builder.BuildConfig.create(seed=7, quick=True, duration_ms=DURATION_MS, train_languages="de")
 
 
+def test_more_real_voices_extend_only_the_train_audio():
+    from snn_fusion_ros.data import audio
+
+    plain = _cfg()
+    more = builder.BuildConfig.create(seed=7, quick=True, duration_ms=DURATION_MS, train_voices="asterisk")
+    assert builder.BuildConfig.create(seed=7, quick=True, duration_ms=DURATION_MS, train_voices="allison").key \
+        == plain.key, "the default must keep the keys of earlier builds"
+    assert more.key != plain.key
+    sources = builder.default_cache()
+    a, b = (builder.build_audio(c, "train", sources, False, False) for c in (plain, more))
+    n = len(a["labels"])
+    for k in ("waveforms", "labels", "speaker", "source"):  # the Allison-only build is a prefix, byte for byte
+        np.testing.assert_array_equal(b[k][:n], a[k], err_msg=f"train {k} changed")
+    voices = builder.TRAIN_VOICES["asterisk"][1:]
+    assert builder.speakers("train", True, train_voices="asterisk")["asterisk_more"] == list(voices)
+    assert sorted(set(b["speaker"][n:].tolist())) == sorted(voices)
+    assert len(b["labels"]) - n == 10 * len(voices)  # quick builds: one rendition per voice and digit
+    for v in voices:  # each voice says 0..9 once, in order, from its own prompt files
+        sel = b["speaker"][n:] == v
+        np.testing.assert_array_equal(b["labels"][n:][sel], np.arange(10))
+        folder, ext = audio.ASTERISK_SPEAKERS[v][0].folder, audio.ASTERISK_SPEAKERS[v][0].ext
+        assert b["source"][n:][sel].tolist() == [f"asterisk:{folder}/digits/{d}.{ext}" for d in range(10)]
+    assert all(np.abs(w).max() > 0.1 for w in b["waveforms"][n:]), "an utterance is silent"
+    rms = np.sqrt((b["waveforms"][n:] ** 2).mean(axis=1))
+    assert rms.min() > 0.01, "a decoded prompt is nearly silent (a codec failure?)"
+    assert not {"june"} & set(builder.TRAIN_VOICES["asterisk"]), "the test split's real voice must never train"
+    test_packages = {v.package for s in builder.ASTERISK_SPLIT["test"] for v in audio.ASTERISK_SPEAKERS[s]}
+    assert not test_packages & {x.package for v in voices for x in audio.ASTERISK_SPEAKERS[v]}
+    assert "asterisk_more" not in builder.speakers("test", False, train_voices="asterisk")
+    t_plain, t_more = (builder.build_audio(c, "test", sources, False, False) for c in (plain, more))
+    for k in t_plain:
+        np.testing.assert_array_equal(t_more[k], t_plain[k], err_msg=f"test split {k} changed")
+    with pytest.raises(ValueError, match="train_voices"):
+        builder.BuildConfig.create(seed=7, quick=True, duration_ms=DURATION_MS, train_voices="june")
+    with pytest.raises(ValueError, match="train_voices"):
+        builder.speakers("train", True, train_voices="everyone")
+
+
 def test_digit_words_carry_their_digit_in_every_language():
     from snn_fusion_ros.data import audio
 

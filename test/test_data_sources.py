@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from snn_fusion_ros.data import builder, handwriting, imu
-from snn_fusion_ros.data.audio import RawAudio, place_audio, read_wav, speech_centre
+from snn_fusion_ros.data.audio import RawAudio, place_audio, read_gsm, read_wav, speech_centre
 from snn_fusion_ros.data.pairing import pair_samples
 from snn_fusion_ros.data.sources import SourceUnavailable, fetch_debian_package, fetch_wheel
 from snn_fusion_ros.data.store import load_npz, save_json, save_npz
@@ -102,6 +102,26 @@ def test_read_wav_roundtrip(tmp_path):
     np.testing.assert_allclose(x, pcm / 32768.0)
 
 
+def test_read_gsm_decodes_a_tone_and_refuses_a_truncated_file(tmp_path):
+    import soundfile
+
+    t = np.arange(8000) / 8000.0
+    tone = 0.5 * np.sin(2 * np.pi * 440.0 * t)
+    soundfile.write(str(tmp_path / "a.gsm"), tone, 8000, format="RAW", subtype="GSM610")
+    assert (tmp_path / "a.gsm").stat().st_size == 50 * 33, "1 s is 50 GSM frames of 33 bytes"
+    x, rate = read_gsm(tmp_path / "a.gsm")
+    assert rate == 8000 and x.dtype == np.float32 and len(x) == 8000
+    spectrum = np.abs(np.fft.rfft(x[800:]))
+    assert abs(np.argmax(spectrum) * 8000 / len(x[800:]) - 440.0) < 5.0, "the tone's pitch must survive the codec"
+    assert 0.25 < np.abs(x[800:]).max() < 0.8
+    (tmp_path / "b.gsm").write_bytes((tmp_path / "a.gsm").read_bytes()[:100])
+    with pytest.raises(ValueError, match=r"GSM 6\.10 frames"):
+        read_gsm(tmp_path / "b.gsm")
+    (tmp_path / "c.gsm").write_bytes(b"")
+    with pytest.raises(ValueError, match="0 bytes"):
+        read_gsm(tmp_path / "c.gsm")
+
+
 def test_handwriting_split_is_disjoint_with_guard_block():
     tr, te = handwriting.split_indices("train"), handwriting.split_indices("test")
     assert not set(tr) & set(te)
@@ -137,7 +157,8 @@ def test_build_key_ignores_core_accents_so_older_builds_keep_their_keys():
 
     cfg = builder.BuildConfig.create()
     d = cfg.to_dict()
-    del d["train_accents"], d["dvs_train_distortions"], d["train_languages"]  # added after the first builds
+    for later in ("train_accents", "dvs_train_distortions", "train_languages", "train_voices"):
+        del d[later]  # added after the first builds
     before = hashlib.sha256(json.dumps({"format": builder.FORMAT_VERSION, **d}, sort_keys=True).encode()).hexdigest()
     assert cfg.key == before[:16] == "77278bf346a9faf0", "the core build's key (doc/data.md) must not change"
     eu = builder.BuildConfig.create(train_accents="eu")
@@ -160,6 +181,11 @@ def test_dataset_cli_offers_every_accent_set():
         assert parser.parse_args(["build", "--train-accents", accents]).train_accents == accents
     with pytest.raises(SystemExit):
         parser.parse_args(["build", "--train-accents", "world"])
+    for voices in builder.TRAIN_VOICES:
+        assert parser.parse_args(["build", "--train-voices", voices]).train_voices == voices
+    assert parser.parse_args(["build"]).train_voices == "allison"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["build", "--train-voices", "june"])
 
 
 def test_missing_source_raises_naming_the_package(tmp_path, monkeypatch):

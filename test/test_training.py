@@ -150,13 +150,14 @@ def test_validation_can_hold_out_whole_accents(quick_train):
         train_cli.split_validation(quick_train, 0.3, np.random.default_rng(0), "country")
 
 
-def test_voices_that_read_no_english_always_train_and_leave_validation_as_it_was(quick_train):
+@pytest.mark.parametrize("appended", [("espeak:fr-be+m1", "espeak:es-419+f1"),  # read no English words
+                                      ("carlo", "armelle")])  # further recorded voices (train_voices "asterisk")
+def test_appended_voices_always_train_and_leave_validation_as_it_was(quick_train, appended):
     import dataclasses
 
     n = len(quick_train.labels["audio"])
-    extra = np.arange(0, n, 3)  # stand-ins for utterances of the English-less voices, appended
-    speakers = np.concatenate([quick_train.speakers,
-                               np.where(extra % 2 == 0, "espeak:fr-be+m1", "espeak:es-419+f1")])
+    extra = np.arange(0, n, 3)  # stand-ins for the appended voices' utterances
+    speakers = np.concatenate([quick_train.speakers, np.where(extra % 2 == 0, *appended)])
     enc = dataclasses.replace(quick_train, speakers=speakers,
                               labels={**quick_train.labels, "audio": np.concatenate(
                                   [quick_train.labels["audio"], quick_train.labels["audio"][extra]])},

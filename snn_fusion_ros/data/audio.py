@@ -5,6 +5,12 @@ Speakers (a speaker is one voice; the same person in two languages is ONE speake
 * ``allison`` (real, female): Asterisk prompts ``en_US_f_Allison`` and ``es_MX_f_Allison``, Debian
   packages ``asterisk-core-sounds-en-wav`` / ``-es-wav`` (digit words in English and Spanish).
 * ``june`` (real, female): ``fr_CA_f_June``, ``asterisk-core-sounds-fr-wav`` (French digit words).
+* Further real voices (``BuildConfig.train_voices`` "asterisk", train split only): ``carlo``
+  (``it_IT_m_Carlo``, ``asterisk-core-sounds-it-wav``, Italian, male), ``menardi`` (``it_IT_f_Menardi``,
+  ``asterisk-prompt-it-menardi-wav``, Italian, female), ``ivrvoice`` (``ru_RU_f_IvrvoiceRU``,
+  ``asterisk-core-sounds-ru-wav``, Russian, female), ``armelle`` (Armelle Desjardins,
+  ``asterisk-prompt-fr-armelle``, French, female) and ``es_co`` (``asterisk-prompt-es-co``, Colombian
+  Spanish). The last two ship raw GSM 6.10 (``.gsm``, 8 kHz), read with libsndfile.
 * ``espeak:<voice>+<variant>``: eSpeak NG voices reading the English digit words; the base voice
   (en, de, fr, ...) sets the accent rules and the variant (m1.., f1..) the voice quality. A voice
   whose language is Spanish or French may also read that language's digit words
@@ -37,14 +43,33 @@ DIGIT_WORDS_BY_LANGUAGE: dict[str, tuple[str, ...]] = {
     "fr": ("zéro", "un", "deux", "trois", "quatre", "cinq", "six", "sept", "huit", "neuf"),
 }
 
-#: speaker -> list of (Debian package, voice folder under /usr/share/asterisk/sounds)
-ASTERISK_SPEAKERS: dict[str, tuple[tuple[str, str], ...]] = {
-    "allison": (("asterisk-core-sounds-en-wav", "en_US_f_Allison"),
-                ("asterisk-core-sounds-es-wav", "es_MX_f_Allison")),
-    "june": (("asterisk-core-sounds-fr-wav", "fr_CA_f_June"),),
-}
-
 ASTERISK_RATE_HZ = 8000
+#: Bytes of one raw GSM 6.10 frame (160 samples, 20 ms at 8 kHz).
+GSM_FRAME_BYTES = 33
+
+
+@dataclass(frozen=True)
+class AsteriskVoice:
+    """Where one voice's digit prompts lie: ``usr/share/asterisk/sounds/<folder>/digits/<d>.<ext>`` in a
+    Debian package. ``ext`` "wav" is 16-bit PCM WAV, "gsm" raw GSM 6.10 at 8 kHz."""
+
+    package: str
+    folder: str
+    language: str
+    ext: str = "wav"
+
+
+#: speaker -> the prompt sets of that person (one per language).
+ASTERISK_SPEAKERS: dict[str, tuple[AsteriskVoice, ...]] = {
+    "allison": (AsteriskVoice("asterisk-core-sounds-en-wav", "en_US_f_Allison", "en"),
+                AsteriskVoice("asterisk-core-sounds-es-wav", "es_MX_f_Allison", "es")),
+    "june": (AsteriskVoice("asterisk-core-sounds-fr-wav", "fr_CA_f_June", "fr"),),
+    "carlo": (AsteriskVoice("asterisk-core-sounds-it-wav", "it_IT_m_Carlo", "it"),),
+    "menardi": (AsteriskVoice("asterisk-prompt-it-menardi-wav", "it_IT_f_Menardi", "it"),),
+    "ivrvoice": (AsteriskVoice("asterisk-core-sounds-ru-wav", "ru_RU_f_IvrvoiceRU", "ru"),),
+    "armelle": (AsteriskVoice("asterisk-prompt-fr-armelle", "fr", "fr", "gsm"),),
+    "es_co": (AsteriskVoice("asterisk-prompt-es-co", "es", "es", "gsm"),),
+}
 
 
 @dataclass(frozen=True)
@@ -72,26 +97,41 @@ def read_wav(data: bytes | Path) -> tuple[np.ndarray, int]:
     return pcm, rate
 
 
-def asterisk_digit_paths(root: Path, voice: str) -> list[Path]:
-    """The ten files ``usr/share/asterisk/sounds/<voice>/digits/<d>.wav`` under an unpacked package."""
-    folder = Path(root) / "usr" / "share" / "asterisk" / "sounds" / voice / "digits"
-    paths = [folder / f"{d}.wav" for d in range(10)]
+def read_gsm(path: Path) -> tuple[np.ndarray, int]:
+    """(float32 mono samples in [-1, 1], 8000) of a raw GSM 6.10 file (Asterisk ``.gsm``)."""
+    import soundfile
+
+    size = Path(path).stat().st_size
+    if size == 0 or size % GSM_FRAME_BYTES:
+        raise ValueError(f"{path}: {size} bytes is not a whole number of {GSM_FRAME_BYTES}-byte GSM 6.10 frames")
+    pcm, _ = soundfile.read(str(path), format="RAW", subtype="GSM610", samplerate=ASTERISK_RATE_HZ, channels=1,
+                            dtype="float32")
+    return pcm, ASTERISK_RATE_HZ
+
+
+def asterisk_digit_paths(root: Path, folder: str, ext: str = "wav") -> list[Path]:
+    """The ten files ``usr/share/asterisk/sounds/<folder>/digits/<d>.<ext>`` under an unpacked package."""
+    where = Path(root) / "usr" / "share" / "asterisk" / "sounds" / folder / "digits"
+    paths = [where / f"{d}.{ext}" for d in range(10)]
     missing = [p.name for p in paths if not p.is_file()]
     if missing:
-        raise SourceUnavailable(voice, f"digit prompts {missing} missing under {folder}")
+        raise SourceUnavailable(folder, f"digit prompts {missing} missing under {where}")
     return paths
 
 
 def load_asterisk(speaker: str, cache: Path, offline: bool = False) -> list[RawAudio]:
-    """The digit prompts 0-9 of an Asterisk ``speaker`` (all its languages), fetched into ``cache``."""
+    """The digit prompts 0-9 of an Asterisk ``speaker`` (all its languages), fetched into ``cache``.
+
+    The source of an utterance is ``asterisk:<folder>/digits/<d>.<ext>``.
+    """
     if speaker not in ASTERISK_SPEAKERS:
         raise ValueError(f"unknown Asterisk speaker {speaker!r}; expected one of {sorted(ASTERISK_SPEAKERS)}")
     out = []
-    for package, voice in ASTERISK_SPEAKERS[speaker]:
-        root = fetch_debian_package(package, cache, offline=offline)
-        for digit, path in enumerate(asterisk_digit_paths(root, voice)):
-            pcm, rate = read_wav(path)
-            out.append(RawAudio(pcm, rate, digit, speaker, f"asterisk:{voice}/digits/{digit}.wav"))
+    for voice in ASTERISK_SPEAKERS[speaker]:
+        root = fetch_debian_package(voice.package, cache, offline=offline)
+        for digit, path in enumerate(asterisk_digit_paths(root, voice.folder, voice.ext)):
+            pcm, rate = read_wav(path) if voice.ext == "wav" else read_gsm(path)
+            out.append(RawAudio(pcm, rate, digit, speaker, f"asterisk:{voice.folder}/digits/{digit}.{voice.ext}"))
     return out
 
 

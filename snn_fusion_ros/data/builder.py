@@ -67,6 +67,14 @@ ENGLISH_LESS_BASES: frozenset[str] = frozenset(
     b for bases in NATIVE_BASES.values() for b in bases) - {b for bases in TRAIN_ACCENTS.values() for b in bases}
 #: Real human speakers per split (Asterisk prompts).
 ASTERISK_SPLIT = {"train": ("allison",), "test": ("june",)}
+#: Real voices of the train split (``BuildConfig.train_voices``). "allison": the first builds'. "asterisk":
+#: every voice with digit prompts in Debian's Asterisk sound packages (bookworm: asterisk-core-sounds-* and
+#: asterisk-prompt-*) except the test split's June, each reading its own language's digit words (Italian
+#: x 2, Russian, French, Colombian Spanish). A rule that names the packages, not test accuracy.
+TRAIN_VOICES: dict[str, tuple[str, ...]] = {
+    "allison": ASTERISK_SPLIT["train"],
+    "asterisk": ASTERISK_SPLIT["train"] + ("carlo", "menardi", "ivrvoice", "armelle", "es_co"),
+}
 
 _PART_AUDIO, _PART_DVS, _PART_IMU, _PART_PAIRS, _PART_DVS_WARP = 1, 2, 3, 4, 5
 
@@ -102,6 +110,8 @@ class BuildConfig:
     train_languages: str = field(default="en", metadata=param(
         "languages whose digit words the train split's eSpeak voices read, see TRAIN_LANGUAGES",
         choices=tuple(TRAIN_LANGUAGES)))
+    train_voices: str = field(default="allison", metadata=param(
+        "real recorded voices of the train split, see TRAIN_VOICES", choices=tuple(TRAIN_VOICES)))
 
     def __post_init__(self) -> None:
         validate_config(self)
@@ -111,11 +121,12 @@ class BuildConfig:
 
     @classmethod
     def create(cls, seed: int = 0, quick: bool = False, duration_ms: float = 1000.0, train_accents: str = "core",
-               dvs_train_distortions: int = 0, train_languages: str = "en", **dvs: Any) -> BuildConfig:
+               dvs_train_distortions: int = 0, train_languages: str = "en", train_voices: str = "allison",
+               **dvs: Any) -> BuildConfig:
         """Config with the DVS recording as long as the fused sample; ``dvs`` overrides emulator fields."""
         return cls(seed=seed, quick=quick, duration_ms=duration_ms, train_accents=train_accents,
                    dvs_train_distortions=dvs_train_distortions, train_languages=train_languages,
-                   dvs=DvsEmulatorConfig(duration_ms=duration_ms, **dvs))
+                   train_voices=train_voices, dvs=DvsEmulatorConfig(duration_ms=duration_ms, **dvs))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -129,8 +140,8 @@ class BuildConfig:
     @property
     def key(self) -> str:
         """Hash of the config; the fields added later (``train_accents``, ``dvs_train_distortions``,
-        ``train_languages``) enter it only when they differ from the behaviour before them, so earlier builds
-        keep their keys."""
+        ``train_languages``, ``train_voices``) enter it only when they differ from the behaviour before them, so
+        earlier builds keep their keys."""
         d = self.to_dict()
         for name, before in _LATER_FIELDS.items():
             if d[name] == before:
@@ -140,15 +151,18 @@ class BuildConfig:
 
 
 #: Fields added to :class:`BuildConfig` after builds existed, with the value that means "as before".
-_LATER_FIELDS: dict[str, Any] = {"train_accents": "core", "dvs_train_distortions": 0, "train_languages": "en"}
+_LATER_FIELDS: dict[str, Any] = {"train_accents": "core", "dvs_train_distortions": 0, "train_languages": "en",
+                                 "train_voices": "allison"}
 
 
-def speakers(split: str, quick: bool, train_accents: str = "core", train_languages: str = "en"
-             ) -> dict[str, list[str]]:
-    """{"asterisk": [...], "espeak": [voice+variant, ...], "espeak_<lang>": [...]} of ``split``.
+def speakers(split: str, quick: bool, train_accents: str = "core", train_languages: str = "en",
+             train_voices: str = "allison") -> dict[str, list[str]]:
+    """{"asterisk": [...], "espeak": [voice+variant, ...], "espeak_<lang>": [...], "asterisk_more": [...]}
+    of ``split``.
 
     "espeak" voices read the English digit words (train bases: ``TRAIN_ACCENTS``); "espeak_es" /
-    "espeak_fr" (train split, ``train_languages`` "en-es-fr" only) read those languages' words.
+    "espeak_fr" (train split, ``train_languages`` "en-es-fr" only) read those languages' words;
+    "asterisk_more" (train split, ``train_voices`` "asterisk" only) are the further real voices.
     """
     if split not in SPLITS:
         raise ValueError(f"split={split!r}; expected one of {list(SPLITS)}")
@@ -156,6 +170,8 @@ def speakers(split: str, quick: bool, train_accents: str = "core", train_languag
         raise ValueError(f"train_accents={train_accents!r}; expected one of {list(TRAIN_ACCENTS)}")
     if train_languages not in TRAIN_LANGUAGES:
         raise ValueError(f"train_languages={train_languages!r}; expected one of {list(TRAIN_LANGUAGES)}")
+    if train_voices not in TRAIN_VOICES:
+        raise ValueError(f"train_voices={train_voices!r}; expected one of {list(TRAIN_VOICES)}")
     bases = TRAIN_ACCENTS[train_accents] if split == "train" else ESPEAK_BASES[split]
     variants = ESPEAK_VARIANTS[split]
     if quick:
@@ -165,6 +181,9 @@ def speakers(split: str, quick: bool, train_accents: str = "core", train_languag
         for lang in TRAIN_LANGUAGES[train_languages][1:]:
             native = NATIVE_BASES[lang][:1] if quick else NATIVE_BASES[lang]
             out[f"espeak_{lang}"] = [f"{b}+{v}" for b in native for v in variants]
+        more = TRAIN_VOICES[train_voices][len(ASTERISK_SPLIT["train"]):]
+        if more:
+            out["asterisk_more"] = list(more)
     return out
 
 
@@ -183,7 +202,7 @@ def _progress(it: Iterable[Any], desc: str, total: int, enabled: bool) -> Iterab
 def build_audio(cfg: BuildConfig, split: str, sources: Path, offline: bool, progress: bool
                 ) -> dict[str, np.ndarray]:
     """Arrays of the audio part of ``split``: waveforms (N, S) float32, labels, speaker, source."""
-    spk = speakers(split, cfg.quick, cfg.train_accents, cfg.train_languages)
+    spk = speakers(split, cfg.quick, cfg.train_accents, cfg.train_languages, cfg.train_voices)
     reps = cfg.audio_reps_train if split == "train" else cfg.audio_reps_test
     if cfg.quick:
         reps = 1
@@ -200,6 +219,9 @@ def build_audio(cfg: BuildConfig, split: str, sources: Path, offline: bool, prog
         native = audio_mod.load_espeak(spk[f"espeak_{lang}"], reps, _rng(cfg.seed, _PART_AUDIO, split_no, 2, lang_no),
                                        language=lang)
         raws.extend((raw, i % reps) for i, raw in enumerate(native))
+    for name in spk.get("asterisk_more", ()):  # further real voices: appended last, for the same reason
+        for raw in audio_mod.load_asterisk(name, sources, offline=offline):
+            raws.extend((raw, r) for r in range(reps))
     aug = _rng(cfg.seed, _PART_AUDIO, split_no, 1)
     waves, labels, who, src = [], [], [], []
     for raw, rep in _progress(raws, f"audio {split}", len(raws), progress):
@@ -316,8 +338,8 @@ def build(cfg: BuildConfig, cache: Path | None = None, sources: Path | None = No
                                        "modalities": np.asarray(MODALITIES, dtype="U8")})
     files = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.glob("*.npz"))}
     save_json(manifest_path, {"format": FORMAT_VERSION, "key": cfg.key, "config": cfg.to_dict(),
-                              "speakers": {s: speakers(s, cfg.quick, cfg.train_accents, cfg.train_languages)
-                                           for s in SPLITS},
+                              "speakers": {s: speakers(s, cfg.quick, cfg.train_accents, cfg.train_languages,
+                                                       cfg.train_voices) for s in SPLITS},
                               "files": files})
     save_json(cache / "latest.json", {"build": cfg.key})
     return out

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from snn_fusion_ros.data.builder import TRAIN_ACCENTS, TRAIN_LANGUAGES, BuildConfig, build, default_cache
+from snn_fusion_ros.data.builder import TRAIN_ACCENTS, TRAIN_LANGUAGES, TRAIN_VOICES, BuildConfig, build, default_cache
 from snn_fusion_ros.data.sources import SourceUnavailable
 
 
@@ -26,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--train-languages", choices=tuple(TRAIN_LANGUAGES), default="en",
                    help="digit words the train split's eSpeak voices read: en, or en-es-fr (also Spanish and "
                         "French, the languages of the real voices; see doc/data.md)")
+    b.add_argument("--train-voices", choices=tuple(TRAIN_VOICES), default="allison",
+                   help="real voices of the train split: allison, or asterisk (every Debian Asterisk voice but "
+                        "the test split's June; see doc/data.md)")
     b.add_argument("--dvs-distortions", type=int, default=0, metavar="K",
                    help="K extra renditions of every training image, each randomly distorted (default 0)")
     b.add_argument("--offline", action="store_true", help="never fetch; fail if a source is not cached")
@@ -42,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "build":
         cfg = BuildConfig.create(seed=args.seed, quick=args.quick, duration_ms=args.duration_ms,
                                  train_accents=args.train_accents, dvs_train_distortions=args.dvs_distortions,
-                                 train_languages=args.train_languages)
+                                 train_languages=args.train_languages, train_voices=args.train_voices)
         try:
             out = build(cfg, cache=cache, offline=args.offline,
                         progress=not args.no_progress and sys.stderr.isatty(), workers=args.workers)

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from snn_fusion_ros.data.audio import espeak_base
-from snn_fusion_ros.data.builder import ENGLISH_LESS_BASES, TRAIN_ACCENTS, TRAIN_LANGUAGES
+from snn_fusion_ros.data.builder import ENGLISH_LESS_BASES, TRAIN_ACCENTS, TRAIN_LANGUAGES, TRAIN_VOICES
 from snn_fusion_ros.data.encode import (
     EncodedSplit,
     EncoderConfigs,
@@ -125,10 +125,11 @@ def split_validation(enc: EncodedSplit, fraction: float, rng: np.random.Generato
     * audio, ``audio_holdout="voice"``: ``ceil(fraction * n)`` of the ``n`` synthetic (eSpeak) speakers
       (``espeak:<base>+<variant>``), drawn with ``rng``; ``"accent"``: every speaker of ``ceil(fraction * n)``
       of the ``n`` base voices, so validation accents are unseen in training as the test split's are.
-      Real recorded speakers stay in training (there is only one in the train split), and so do the voices
-      that read only Spanish or French words (``ENGLISH_LESS_BASES``, builds with ``train_languages``
-      "en-es-fr"): validation holds out accents of the English words that the test split's eSpeak voices
-      read, and a build with those voices holds out exactly what the same build without them does;
+      Real recorded speakers stay in training (Allison; with ``train_voices`` "asterisk" five more), and so
+      do the voices that read only Spanish or French words (``ENGLISH_LESS_BASES``, builds with
+      ``train_languages`` "en-es-fr"): validation holds out accents of the English words that the test
+      split's eSpeak voices read, and a build with those voices holds out exactly what the same build
+      without them does;
     * DVS: the last ``fraction`` of the images (a contiguous block: writers are stored in order); the
       distorted renditions of those images (``enc.dvs_image_index``) are left out of both parts, so
       validation sees each of its images once, undistorted, and training none of them;
@@ -427,6 +428,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-languages", default="en", choices=tuple(TRAIN_LANGUAGES),
                         help="data set: digit words the train split's eSpeak voices read (en or en-es-fr, see "
                              "`snn-fusion dataset build`); ignored with --build")
+    parser.add_argument("--train-voices", default="allison", choices=tuple(TRAIN_VOICES),
+                        help="data set: real voices of the train split (allison or asterisk, see `snn-fusion "
+                             "dataset build`); ignored with --build")
     parser.add_argument("--dvs-distortions", type=int, default=0, metavar="K",
                         help="data set: K distorted renditions of every training image (see `snn-fusion dataset "
                              "build`); ignored with --build")
@@ -459,7 +463,7 @@ def run(args: argparse.Namespace) -> int:
     if key is None:
         key = build(BuildConfig.create(seed=args.seed, quick=args.quick, train_accents=args.train_accents,
                                        dvs_train_distortions=args.dvs_distortions,
-                                       train_languages=args.train_languages),
+                                       train_languages=args.train_languages, train_voices=args.train_voices),
                     cache=cache, progress=progress).name
     settings = TrainSettings(seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              missing_dropout=args.missing_dropout, val_fraction=args.val_fraction,
