@@ -219,17 +219,28 @@ def test_distort_is_seeded_bounded_and_the_identity_at_zero_range(monkeypatch):
         handwriting.distort(np.zeros(5), 28, np.random.default_rng(0))
 
 
-def test_other_languages_extend_only_the_train_audio():
+def _extended_train_audio(field: str, default: str, value: str) -> tuple[dict, int]:
+    """Train audio of a quick build with ``field=value``, after checking what every appending option keeps:
+    the default's key is the earlier builds' key, the build without the option is a byte-for-byte prefix of
+    the train audio, and the test split is unchanged. Returns (train audio arrays, length of that prefix)."""
     plain = _cfg()
-    multi = builder.BuildConfig.create(seed=7, quick=True, duration_ms=DURATION_MS, train_languages="en-es-fr")
-    assert builder.BuildConfig.create(seed=7, quick=True, duration_ms=DURATION_MS, train_languages="en").key \
+    more = builder.BuildConfig.create(seed=7, quick=True, duration_ms=DURATION_MS, **{field: value})
+    assert builder.BuildConfig.create(seed=7, quick=True, duration_ms=DURATION_MS, **{field: default}).key \
         == plain.key, "the default must keep the keys of earlier builds"
-    assert multi.key != plain.key
+    assert more.key != plain.key
     sources = builder.default_cache()
-    a, b = (builder.build_audio(c, "train", sources, False, False) for c in (plain, multi))
+    a, b = (builder.build_audio(c, "train", sources, False, False) for c in (plain, more))
     n = len(a["labels"])
-    for k in ("waveforms", "labels", "speaker", "source"):  # the English-only build is a prefix, byte for byte
+    for k in ("waveforms", "labels", "speaker", "source"):
         np.testing.assert_array_equal(b[k][:n], a[k], err_msg=f"train {k} changed")
+    t_plain, t_more = (builder.build_audio(c, "test", sources, False, False) for c in (plain, more))
+    for k in t_plain:
+        np.testing.assert_array_equal(t_more[k], t_plain[k], err_msg=f"test split {k} changed")
+    return b, n
+
+
+def test_other_languages_extend_only_the_train_audio():
+    b, n = _extended_train_audio("train_languages", "en", "en-es-fr")
     extra = b["source"][n:]
     spk = builder.speakers("train", True, "core", "en-es-fr")
     voices = spk["espeak_es"] + spk["espeak_fr"]
@@ -241,9 +252,6 @@ def test_other_languages_extend_only_the_train_audio():
     test_bases = {v.split("+")[0] for v in builder.speakers("test", False)["espeak"]}
     assert not {v.split("+")[0] for v in voices} & test_bases, "a test base voice reads training words"
     assert "espeak_fr" not in builder.speakers("test", False, "core", "en-es-fr")
-    t_plain, t_multi = (builder.build_audio(c, "test", sources, False, False) for c in (plain, multi))
-    for k in t_plain:
-        np.testing.assert_array_equal(t_multi[k], t_plain[k], err_msg=f"test split {k} changed")
     with pytest.raises(ValueError, match="train_languages"):
         builder.BuildConfig.create(seed=7, quick=True, duration_ms=DURATION_MS, train_languages="de")
 
@@ -251,16 +259,7 @@ def test_other_languages_extend_only_the_train_audio():
 def test_more_real_voices_extend_only_the_train_audio():
     from snn_fusion_ros.data import audio
 
-    plain = _cfg()
-    more = builder.BuildConfig.create(seed=7, quick=True, duration_ms=DURATION_MS, train_voices="asterisk")
-    assert builder.BuildConfig.create(seed=7, quick=True, duration_ms=DURATION_MS, train_voices="allison").key \
-        == plain.key, "the default must keep the keys of earlier builds"
-    assert more.key != plain.key
-    sources = builder.default_cache()
-    a, b = (builder.build_audio(c, "train", sources, False, False) for c in (plain, more))
-    n = len(a["labels"])
-    for k in ("waveforms", "labels", "speaker", "source"):  # the Allison-only build is a prefix, byte for byte
-        np.testing.assert_array_equal(b[k][:n], a[k], err_msg=f"train {k} changed")
+    b, n = _extended_train_audio("train_voices", "allison", "asterisk")
     voices = builder.TRAIN_VOICES["asterisk"][1:]
     assert builder.speakers("train", True, train_voices="asterisk")["asterisk_more"] == list(voices)
     assert sorted(set(b["speaker"][n:].tolist())) == sorted(voices)
@@ -277,9 +276,6 @@ def test_more_real_voices_extend_only_the_train_audio():
     test_packages = {v.package for s in builder.ASTERISK_SPLIT["test"] for v in audio.ASTERISK_SPEAKERS[s]}
     assert not test_packages & {x.package for v in voices for x in audio.ASTERISK_SPEAKERS[v]}
     assert "asterisk_more" not in builder.speakers("test", False, train_voices="asterisk")
-    t_plain, t_more = (builder.build_audio(c, "test", sources, False, False) for c in (plain, more))
-    for k in t_plain:
-        np.testing.assert_array_equal(t_more[k], t_plain[k], err_msg=f"test split {k} changed")
     with pytest.raises(ValueError, match="train_voices"):
         builder.BuildConfig.create(seed=7, quick=True, duration_ms=DURATION_MS, train_voices="june")
     with pytest.raises(ValueError, match="train_voices"):

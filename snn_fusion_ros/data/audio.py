@@ -55,20 +55,19 @@ class AsteriskVoice:
 
     package: str
     folder: str
-    language: str
     ext: str = "wav"
 
 
-#: speaker -> the prompt sets of that person (one per language).
+#: speaker -> the prompt sets of that person (one per language; the languages are in the module docstring).
 ASTERISK_SPEAKERS: dict[str, tuple[AsteriskVoice, ...]] = {
-    "allison": (AsteriskVoice("asterisk-core-sounds-en-wav", "en_US_f_Allison", "en"),
-                AsteriskVoice("asterisk-core-sounds-es-wav", "es_MX_f_Allison", "es")),
-    "june": (AsteriskVoice("asterisk-core-sounds-fr-wav", "fr_CA_f_June", "fr"),),
-    "carlo": (AsteriskVoice("asterisk-core-sounds-it-wav", "it_IT_m_Carlo", "it"),),
-    "menardi": (AsteriskVoice("asterisk-prompt-it-menardi-wav", "it_IT_f_Menardi", "it"),),
-    "ivrvoice": (AsteriskVoice("asterisk-core-sounds-ru-wav", "ru_RU_f_IvrvoiceRU", "ru"),),
-    "armelle": (AsteriskVoice("asterisk-prompt-fr-armelle", "fr", "fr", "gsm"),),
-    "es_co": (AsteriskVoice("asterisk-prompt-es-co", "es", "es", "gsm"),),
+    "allison": (AsteriskVoice("asterisk-core-sounds-en-wav", "en_US_f_Allison"),
+                AsteriskVoice("asterisk-core-sounds-es-wav", "es_MX_f_Allison")),
+    "june": (AsteriskVoice("asterisk-core-sounds-fr-wav", "fr_CA_f_June"),),
+    "carlo": (AsteriskVoice("asterisk-core-sounds-it-wav", "it_IT_m_Carlo"),),
+    "menardi": (AsteriskVoice("asterisk-prompt-it-menardi-wav", "it_IT_f_Menardi"),),
+    "ivrvoice": (AsteriskVoice("asterisk-core-sounds-ru-wav", "ru_RU_f_IvrvoiceRU"),),
+    "armelle": (AsteriskVoice("asterisk-prompt-fr-armelle", "fr", "gsm"),),
+    "es_co": (AsteriskVoice("asterisk-prompt-es-co", "es", "gsm"),),
 }
 
 

@@ -208,9 +208,13 @@ def build_audio(cfg: BuildConfig, split: str, sources: Path, offline: bool, prog
         reps = 1
     split_no = SPLITS.index(split)
     raws: list[tuple[audio_mod.RawAudio, int]] = []  # (utterance, repetition)
-    for name in spk["asterisk"]:
-        for raw in audio_mod.load_asterisk(name, sources, offline=offline):
-            raws.extend((raw, r) for r in range(reps))
+
+    def add_recorded(names: Iterable[str]) -> None:  # every prompt of each voice, ``reps`` times
+        for name in names:
+            for raw in audio_mod.load_asterisk(name, sources, offline=offline):
+                raws.extend((raw, r) for r in range(reps))
+
+    add_recorded(spk["asterisk"])
     espeak_raw = audio_mod.load_espeak(spk["espeak"], reps, _rng(cfg.seed, _PART_AUDIO, split_no, 0))
     raws.extend((raw, i % reps) for i, raw in enumerate(espeak_raw))
     # Other languages' words come last, from their own streams: the samples before them (and the
@@ -219,9 +223,7 @@ def build_audio(cfg: BuildConfig, split: str, sources: Path, offline: bool, prog
         native = audio_mod.load_espeak(spk[f"espeak_{lang}"], reps, _rng(cfg.seed, _PART_AUDIO, split_no, 2, lang_no),
                                        language=lang)
         raws.extend((raw, i % reps) for i, raw in enumerate(native))
-    for name in spk.get("asterisk_more", ()):  # further real voices: appended last, for the same reason
-        for raw in audio_mod.load_asterisk(name, sources, offline=offline):
-            raws.extend((raw, r) for r in range(reps))
+    add_recorded(spk.get("asterisk_more", ()))  # further real voices: appended last, for the same reason
     aug = _rng(cfg.seed, _PART_AUDIO, split_no, 1)
     waves, labels, who, src = [], [], [], []
     for raw, rep in _progress(raws, f"audio {split}", len(raws), progress):
