@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 
 from snn_fusion_ros.data import builder, handwriting, imu
-from snn_fusion_ros.data.audio import RawAudio, place_audio, read_gsm, read_wav, speech_centre
+from snn_fusion_ros.data.audio import (
+    ASTERISK_SPEAKERS,
+    RawAudio,
+    load_asterisk,
+    place_audio,
+    read_gsm,
+    read_wav,
+    speech_centre,
+)
 from snn_fusion_ros.data.pairing import pair_samples
 from snn_fusion_ros.data.sources import SourceUnavailable, fetch_debian_package, fetch_wheel
 from snn_fusion_ros.data.store import load_npz, save_json, save_npz
@@ -120,6 +130,38 @@ def test_read_gsm_decodes_a_tone_and_refuses_a_truncated_file(tmp_path):
     (tmp_path / "c.gsm").write_bytes(b"")
     with pytest.raises(ValueError, match="0 bytes"):
         read_gsm(tmp_path / "c.gsm")
+
+
+def _fake_asterisk_package(cache, package, folder, ext, files):
+    """An unpacked, complete-marked Debian package in ``cache`` holding digit prompts ``files[d]`` (bytes)."""
+    root = cache / "sources" / "deb" / package
+    digits = root / "usr" / "share" / "asterisk" / "sounds" / folder / "digits"
+    digits.mkdir(parents=True)
+    for d in range(10):
+        (digits / f"{d}.{ext}").write_bytes(files[d])
+    (root / ".complete").write_text("")
+    return digits
+
+
+@pytest.mark.parametrize("voice", ["es_co", "june"])
+def test_a_corrupt_prompt_in_a_cached_package_is_a_source_error_naming_file_and_package(tmp_path, voice):
+    import soundfile
+
+    (spec,) = ASTERISK_SPEAKERS[voice]
+    if spec.ext == "gsm":
+        soundfile.write(str(tmp_path / "ok"), np.zeros(800), 8000, format="RAW", subtype="GSM610")
+        bad = (tmp_path / "ok").read_bytes()[:50]  # not a whole number of 33-byte frames
+    else:
+        soundfile.write(str(tmp_path / "ok"), np.zeros(800), 8000, format="WAV", subtype="PCM_16")
+        bad = b"RIFF\x00\x00\x00\x00WAVEjunk"  # a header that stops in the middle
+    good = (tmp_path / "ok").read_bytes()
+    _fake_asterisk_package(tmp_path, spec.package, spec.folder, spec.ext, [good] * 10)
+    assert len(load_asterisk(voice, tmp_path, offline=True)) == 10, "the intact package loads"
+    shutil.rmtree(tmp_path / "sources")
+    digits = _fake_asterisk_package(tmp_path, spec.package, spec.folder, spec.ext, [good] * 7 + [bad] + [good] * 2)
+    with pytest.raises(SourceUnavailable, match=rf"{spec.package}.*7\.{spec.ext} cannot be decoded") as err:
+        load_asterisk(voice, tmp_path, offline=True)
+    assert err.value.source == spec.package and str(digits / f"7.{spec.ext}") in str(err.value)
 
 
 def test_handwriting_split_is_disjoint_with_guard_block():

@@ -129,7 +129,11 @@ def load_asterisk(speaker: str, cache: Path, offline: bool = False) -> list[RawA
     for voice in ASTERISK_SPEAKERS[speaker]:
         root = fetch_debian_package(voice.package, cache, offline=offline)
         for digit, path in enumerate(asterisk_digit_paths(root, voice.folder, voice.ext)):
-            pcm, rate = read_wav(path) if voice.ext == "wav" else read_gsm(path)
+            try:
+                pcm, rate = read_wav(path) if voice.ext == "wav" else read_gsm(path)
+            except (ValueError, EOFError, RuntimeError, wave.Error) as exc:  # soundfile errors are RuntimeErrors
+                raise SourceUnavailable(voice.package, f"{path} cannot be decoded ({exc}); delete {root} to "
+                                                       "fetch the package again") from exc
             out.append(RawAudio(pcm, rate, digit, speaker, f"asterisk:{voice.folder}/digits/{digit}.{voice.ext}"))
     return out
 
