@@ -171,6 +171,42 @@ def test_appended_voices_always_train_and_leave_validation_as_it_was(quick_train
         np.testing.assert_array_equal(tr["audio"], np.concatenate([plain_tr["audio"], n + np.arange(len(extra))]))
 
 
+def test_recorded_voices_enter_the_pairing_pool_repeat_times_and_default_run_keys_stay(quick_train):
+    import dataclasses
+    import hashlib
+
+    from snn_fusion_ros.data.audio import espeak_base
+
+    tr, _ = train_cli.split_validation(quick_train, 0.2, np.random.default_rng(0), "accent")
+    audio = tr["audio"]
+    recorded = np.array([espeak_base(s) is None for s in quick_train.speakers[audio].tolist()])
+    assert recorded.any() and not recorded.all(), "the quick build trains on a real voice and on eSpeak voices"
+    np.testing.assert_array_equal(train_cli.repeat_recorded(quick_train, audio, 1), audio)
+    counts = np.bincount(train_cli.repeat_recorded(quick_train, audio, 3), minlength=len(quick_train.speakers))
+    assert np.all(counts[audio[recorded]] == 3) and np.all(counts[audio[~recorded]] == 1)
+    assert counts.sum() == len(audio) + 2 * recorded.sum(), "nothing outside the training part enters"
+
+    def real_share(repeat: int) -> float:
+        rows, _ = train_cli.paired_index(quick_train, dict(tr, audio=train_cli.repeat_recorded(
+            quick_train, audio, repeat)), np.random.default_rng(1))
+        return float(np.mean([espeak_base(s) is None for s in quick_train.speakers[rows[:, 0]].tolist()]))
+
+    p1, p4 = real_share(1), real_share(4)
+    assert 0 < p1 < 1 and abs(p4 - 4 * p1 / (3 * p1 + 1)) < 0.05, (p1, p4)  # drawn 4 times as often
+    with pytest.raises(ValueError, match="repeat"):
+        train_cli.repeat_recorded(quick_train, audio, 0)
+    with pytest.raises(ValueError, match="recorded_audio_repeat"):
+        _settings(recorded_audio_repeat=0)
+    # the key of a default run is what it was before the setting existed, so its checkpoints still resume
+    cfgs = node_encoder_configs()
+    old = dataclasses.asdict(train_cli.TrainSettings())
+    del old["epochs"], old["recorded_audio_repeat"]
+    blob = json.dumps({"build": "b", "enc": cfgs.hash(), "settings": old}, sort_keys=True)
+    assert train_cli.run_key("b", cfgs, train_cli.TrainSettings()) == hashlib.sha256(blob.encode()).hexdigest()[:16]
+    assert train_cli.run_key("b", cfgs, train_cli.TrainSettings(recorded_audio_repeat=2)) != train_cli.run_key(
+        "b", cfgs, train_cli.TrainSettings())
+
+
 def test_validation_leaves_out_the_distorted_renditions_of_its_images(quick_train):
     import dataclasses
 
@@ -341,12 +377,13 @@ def test_train_cli_writes_artifact(quick_key, quick_train, tmp_path):
     train_cli.add_arguments(p)
     args = p.parse_args(["--build", quick_key, "--epochs", "1", "--hidden", "8", "--fusion", "8",
                          "--out", str(tmp_path / "m"), "--checkpoint-dir", str(tmp_path / "ck"), "--no-progress",
-                         "--threads", "1", "--mispair-imu", "0.5"])
+                         "--threads", "1", "--mispair-imu", "0.5", "--recorded-audio-repeat", "2"])
     assert train_cli.run(args) == 0
     art = load_artifact(tmp_path / "m")
     assert art.config.num_classes == 10 and art.config.hidden_neurons == 8
     training = art.metadata["extra"]["training"]
     assert training["mispair_imu"] == 0.5 and training["mispair_audio"] == 0.0
+    assert training["recorded_audio_repeat"] == 2
     # the readout range recorded with the best epoch is that of the validation pairs under the saved weights
     _, va = train_cli.split_validation(quick_train, training["val_fraction"], np.random.default_rng([0, 1]))
     rows, _ = train_cli.paired_index(quick_train, va, np.random.default_rng([0, 2]))

@@ -96,6 +96,10 @@ class TrainSettings:
         "augmentation: as mispair_audio, for the DVS sample", "", 0.0, 1.0))
     mispair_imu: float = field(default=0.0, metadata=param(
         "augmentation: as mispair_audio, for the IMU sample", "", 0.0, 1.0))
+    recorded_audio_repeat: int = field(default=1, metadata=param(
+        "augmentation: each training utterance of a recorded (real) voice enters the per-epoch pairing this "
+        "many times, eSpeak voices once (real voices are a few per cent of the utterances and under-fitted)",
+        "", 1, 100))
     val_fraction: float = field(default=0.15, metadata=param(
         "fraction of audio speakers / DVS images / IMU series per class held out for validation", "", 0.0,
         0.9))
@@ -261,10 +265,31 @@ def network_config(enc_cfgs: EncoderConfigs, s: TrainSettings, num_classes: int 
                            tau_syn_ms=s.tau_syn_ms, seed=s.seed)
 
 
+#: settings added after runs were keyed, with the value that leaves a run key unchanged
+_LATER_SETTINGS = {"recorded_audio_repeat": 1}
+
+
+def repeat_recorded(enc: EncodedSplit, audio: np.ndarray, repeat: int) -> np.ndarray:
+    """Audio sample indices ``audio`` with each recorded (non-eSpeak) speaker's sample ``repeat`` times.
+
+    The order is ``audio`` followed by ``repeat - 1`` more copies of its recorded samples; the per-epoch
+    pairing shuffles, so only the counts matter: a recorded utterance is drawn ``repeat`` times as often
+    as an eSpeak one (and the epoch grows by the copies, see ``pair_samples``).
+    """
+    if repeat < 1:
+        raise ValueError(f"repeat must be >= 1, got {repeat}")
+    audio = np.asarray(audio, dtype=np.int64)
+    recorded = np.array([espeak_base(s) is None for s in np.asarray(enc.speakers)[audio].tolist()], dtype=bool)
+    return np.concatenate([audio, *[audio[recorded]] * (repeat - 1)])
+
+
 def run_key(build_key: str, enc_cfgs: EncoderConfigs, s: TrainSettings) -> str:
     """Identifies a run for ``--resume``: data build, encoders and every setting except epochs."""
     d = dataclasses.asdict(s)
     d.pop("epochs")
+    for name, default in _LATER_SETTINGS.items():  # added later: at their default, old run keys stay valid
+        if d[name] == default:
+            d.pop(name)
     blob = json.dumps({"build": build_key, "enc": enc_cfgs.hash(), "settings": d}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -318,6 +343,7 @@ def _fit(train_enc: EncodedSplit, enc_cfgs: EncoderConfigs, settings: TrainSetti
     val_rows, val_labels = (paired_index(train_enc, va, np.random.default_rng([s.seed, 2]))
                             if all(len(v) for v in va.values()) else (None, None))
     val_inputs = gather(train_enc, val_rows) if val_rows is not None else None
+    tr_pool = dict(tr, audio=repeat_recorded(train_enc, tr["audio"], s.recorded_audio_repeat))
     cfg = network_config(enc_cfgs, s)
     model = FusionNet(cfg)
     with torch.no_grad():
@@ -348,7 +374,7 @@ def _fit(train_enc: EncodedSplit, enc_cfgs: EncoderConfigs, settings: TrainSetti
         lr = s.lr * (s.lr_final_fraction + (1 - s.lr_final_fraction) * 0.5 * (1 + np.cos(np.pi * epoch / s.epochs)))
         for g in opt.param_groups:
             g["lr"] = lr
-        rows, labels = paired_index(train_enc, tr, np.random.default_rng([s.seed, 3, epoch]))
+        rows, labels = paired_index(train_enc, tr_pool, np.random.default_rng([s.seed, 3, epoch]))
         p_mis = {m: getattr(s, f"mispair_{m}") for m in MODALITIES}
         if any(p_mis.values()):
             rows = mispair(rows, tr, p_mis, np.random.default_rng([s.seed, 5, epoch]))
@@ -419,6 +445,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(f"--mispair-{m}", type=float, default=getattr(d, f"mispair_{m}"),
                             help=f"probability per sample of pairing a random {m} sample of any class "
                                  f"(default {getattr(d, f'mispair_{m}')})")
+    parser.add_argument("--recorded-audio-repeat", type=int, default=d.recorded_audio_repeat, metavar="R",
+                        help="augmentation: each recorded (real) voice's training utterance is paired R times per "
+                             f"epoch, eSpeak voices once (default {d.recorded_audio_repeat})")
     parser.add_argument("--val-fraction", type=float, default=d.val_fraction)
     parser.add_argument("--val-audio-holdout", choices=VAL_AUDIO_HOLDOUTS, default=d.val_audio_holdout,
                         help="validation holds out whole eSpeak voices (default) or whole accents (base voices)")
@@ -474,7 +503,8 @@ def run(args: argparse.Namespace) -> int:
                              noise_audio_snr_db=args.noise_audio_snr_db, noise_dvs_hz=args.noise_dvs_hz,
                              noise_imu_std=args.noise_imu_std, mispair_audio=args.mispair_audio,
                              val_audio_holdout=args.val_audio_holdout,
-                             mispair_dvs=args.mispair_dvs, mispair_imu=args.mispair_imu)
+                             mispair_dvs=args.mispair_dvs, mispair_imu=args.mispair_imu,
+                             recorded_audio_repeat=args.recorded_audio_repeat)
     enc_cfgs = node_encoder_configs(args.params_file)
     ds = load_split("train", cache=cache, key=key)
     enc = encode_split(ds, enc_cfgs, progress=progress, workers=args.workers)
