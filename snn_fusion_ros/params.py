@@ -59,3 +59,12 @@ def config_from_mapping(cls: type[T], values: Mapping[str, Any]) -> T:
     if unknown:
         raise ValueError(f"unknown {cls.__name__} parameter(s) {unknown}; known: {sorted(known)}")
     return cls(**dict(values))
+
+
+def without_later_fields(values: Mapping[str, Any], later: Mapping[str, Any]) -> dict[str, Any]:
+    """Copy of ``values`` (a config as a dict) without each field of ``later`` that has the value named there.
+
+    ``later`` maps fields added to a config after keys were hashed from it to the value that means "as
+    before"; hashing the result keeps those earlier keys valid.
+    """
+    return {k: v for k, v in values.items() if not (k in later and v == later[k])}

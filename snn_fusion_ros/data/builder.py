@@ -31,7 +31,7 @@ from snn_fusion_ros.data import handwriting, imu
 from snn_fusion_ros.data.dvs_emulator import DvsEmulatorConfig, emulate_image
 from snn_fusion_ros.data.pairing import pair_samples
 from snn_fusion_ros.data.store import load_json, save_json, save_npz
-from snn_fusion_ros.params import param, validate_config
+from snn_fusion_ros.params import param, validate_config, without_later_fields
 from snn_fusion_ros.spikes import MODALITIES
 
 FORMAT_VERSION = 1
@@ -142,10 +142,7 @@ class BuildConfig:
         """Hash of the config; the fields added later (``train_accents``, ``dvs_train_distortions``,
         ``train_languages``, ``train_voices``) enter it only when they differ from the behaviour before them, so
         earlier builds keep their keys."""
-        d = self.to_dict()
-        for name, before in _LATER_FIELDS.items():
-            if d[name] == before:
-                del d[name]
+        d = without_later_fields(self.to_dict(), _LATER_FIELDS)
         blob = json.dumps({"format": FORMAT_VERSION, **d}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

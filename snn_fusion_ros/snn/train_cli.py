@@ -39,7 +39,7 @@ from snn_fusion_ros.data.encode import (
     node_encoder_configs,
 )
 from snn_fusion_ros.data.pairing import pair_samples
-from snn_fusion_ros.params import param, validate_config
+from snn_fusion_ros.params import param, validate_config, without_later_fields
 from snn_fusion_ros.snn.config import FusionNetConfig
 from snn_fusion_ros.snn.network import FusionNet
 from snn_fusion_ros.snn.training import (
@@ -285,11 +285,8 @@ def repeat_recorded(enc: EncodedSplit, audio: np.ndarray, repeat: int) -> np.nda
 
 def run_key(build_key: str, enc_cfgs: EncoderConfigs, s: TrainSettings) -> str:
     """Identifies a run for ``--resume``: data build, encoders and every setting except epochs."""
-    d = dataclasses.asdict(s)
+    d = without_later_fields(dataclasses.asdict(s), _LATER_SETTINGS)
     d.pop("epochs")
-    for name, default in _LATER_SETTINGS.items():  # added later: at their default, old run keys stay valid
-        if d[name] == default:
-            d.pop(name)
     blob = json.dumps({"build": build_key, "enc": enc_cfgs.hash(), "settings": d}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
