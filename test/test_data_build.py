@@ -152,6 +152,25 @@ def test_dataset_command_through_the_entry_point(built, capsys, monkeypatch):
     assert "asterisk-core-sounds-en-wav" in capsys.readouterr().err
 
 
+def test_dvs_emulator_option_names_the_build_and_refuses_bad_fields(tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    args = parser.parse_args(["build", "--dvs-emulator", "saccade_px=4", "--dvs-emulator", "threshold=0.1"])
+    dvs = cli.dvs_emulator_overrides(args, "snn-fusion dataset build")
+    cfg = builder.BuildConfig.create(**dvs)
+    assert (cfg.dvs.saccade_px, cfg.dvs.threshold) == (4.0, 0.1)
+    assert cfg.key != builder.BuildConfig.create().key
+    assert cfg.key == builder.BuildConfig.create(saccade_px=4.0, threshold=0.1).key
+    # a field set to its default is the default build (earlier builds keep their keys)
+    assert builder.BuildConfig.create(**cli.parse_overrides(["saccade_px=2"])).key == builder.BuildConfig.create().key
+    rc = cli.run(parser.parse_args(["build", "--cache", str(tmp_path), "--quick", "--offline",
+                                    "--dvs-emulator", "saccade=4"]))
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert err.startswith("snn-fusion dataset build: --dvs-emulator: unknown DVS emulator field 'saccade'")
+    assert not any(tmp_path.iterdir()), "a refused option must not start a build"
+
+
 def test_aeon_wheel_series_parse_and_convert():
     from snn_fusion_ros.data import imu
 

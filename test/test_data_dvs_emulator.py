@@ -10,6 +10,7 @@ from snn_fusion_ros.data.dvs_emulator import (
     DvsEmulatorConfig,
     emulate_dvs_numpy,
     emulate_image,
+    parse_overrides,
     saccade_frames,
     triangle_path,
 )
@@ -125,6 +126,30 @@ def test_triangle_path_returns_to_start_each_cycle():
 def test_config_rejects_bad_values(bad):
     with pytest.raises(ValueError):
         DvsEmulatorConfig(**bad)
+
+
+def test_overrides_take_the_field_type_so_equal_values_name_the_same_build():
+    assert parse_overrides(["saccade_px=4", " threshold=0.1", "threshold_sigma=0.015"]) == {
+        "saccade_px": 4.0, "threshold": 0.1, "threshold_sigma": 0.015}
+    got = parse_overrides(["saccade_px=4", "digit_px=20.0"])
+    assert type(got["saccade_px"]) is float and type(got["digit_px"]) is int and got["digit_px"] == 20
+    assert parse_overrides([]) == {}
+
+
+@pytest.mark.parametrize("items, why", [
+    (["saccade_px"], "not FIELD=VALUE"),
+    (["saccade_pixels=4"], "unknown DVS emulator field 'saccade_pixels'; fields: .*'saccade_px'"),
+    (["duration_ms=500"], "follows the fused sample's span"),
+    (["saccade_px=4", "saccade_px=6"], "given twice"),
+    (["digit_px=20.5"], "whole number"),
+    (["threshold=low"], "not a number"),
+    (["threshold=nan"], "NaN"),
+    (["saccade_px=50"], "above the maximum"),
+    (["digit_px=40"], "does not fit the 34x34 sensor"),
+])
+def test_overrides_refuse_with_the_reason(items, why):
+    with pytest.raises(ValueError, match=why):
+        parse_overrides(items)
 
 
 def test_rejects_bad_frames():

@@ -372,6 +372,16 @@ def test_short_training_beats_chance_on_held_out_test(quick_key, quick_train, tm
     assert acc >= 0.3, f"held-out test accuracy {acc:.3f} (chance 0.1)"
 
 
+def test_train_cli_refuses_a_bad_dvs_emulator_field_before_building(tmp_path, capsys):
+    p = argparse.ArgumentParser()
+    train_cli.add_arguments(p)
+    args = p.parse_args(["--quick", "--cache", str(tmp_path), "--no-progress", "--dvs-emulator", "threshold=0"])
+    assert train_cli.run(args) == 2
+    assert "snn-fusion train: --dvs-emulator: DvsEmulatorConfig.threshold=0.0 is below the minimum" in \
+        capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
 def test_train_cli_writes_artifact(quick_key, quick_train, tmp_path):
     p = argparse.ArgumentParser()
     train_cli.add_arguments(p)

@@ -8,7 +8,24 @@ import sys
 from pathlib import Path
 
 from snn_fusion_ros.data.builder import TRAIN_ACCENTS, TRAIN_LANGUAGES, TRAIN_VOICES, BuildConfig, build, default_cache
+from snn_fusion_ros.data.dvs_emulator import parse_overrides
 from snn_fusion_ros.data.sources import SourceUnavailable
+
+
+def add_dvs_emulator_argument(parser: argparse.ArgumentParser, note: str = "") -> None:
+    """``--dvs-emulator FIELD=VALUE`` (repeatable), shared by ``dataset build`` and ``train``."""
+    parser.add_argument("--dvs-emulator", action="append", default=[], metavar="FIELD=VALUE",
+                        help="data set: override a field of the DVS emulator (DvsEmulatorConfig, e.g. saccade_px=4 "
+                             "threshold=0.1; repeat the option for more; see doc/data.md)" + note)
+
+
+def dvs_emulator_overrides(args: argparse.Namespace, command: str) -> dict[str, int | float] | None:
+    """The parsed ``--dvs-emulator`` items, or None after writing ``<command>: <why>`` to stderr."""
+    try:
+        return parse_overrides(args.dvs_emulator)
+    except ValueError as exc:
+        sys.stderr.write(f"{command}: --dvs-emulator: {exc}\n")
+        return None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "the test split's June; see doc/data.md)")
     b.add_argument("--dvs-distortions", type=int, default=0, metavar="K",
                    help="K extra renditions of every training image, each randomly distorted (default 0)")
+    add_dvs_emulator_argument(b)
     b.add_argument("--offline", action="store_true", help="never fetch; fail if a source is not cached")
     b.add_argument("--no-progress", action="store_true", help="no progress bars")
     b.add_argument("--workers", type=int, default=None, help="processes for the DVS emulator (default: CPUs)")
@@ -43,9 +61,12 @@ def run(args: argparse.Namespace) -> int:
 
     cache = args.cache if args.cache is not None else default_cache()
     if args.action == "build":
+        dvs = dvs_emulator_overrides(args, "snn-fusion dataset build")
+        if dvs is None:
+            return 2
         cfg = BuildConfig.create(seed=args.seed, quick=args.quick, duration_ms=args.duration_ms,
                                  train_accents=args.train_accents, dvs_train_distortions=args.dvs_distortions,
-                                 train_languages=args.train_languages, train_voices=args.train_voices)
+                                 train_languages=args.train_languages, train_voices=args.train_voices, **dvs)
         try:
             out = build(cfg, cache=cache, offline=args.offline,
                         progress=not args.no_progress and sys.stderr.isatty(), workers=args.workers)

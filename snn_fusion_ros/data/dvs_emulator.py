@@ -23,7 +23,8 @@ any frame sequence into events. All randomness comes from the passed ``numpy.ran
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
 
 import cv2
 import numpy as np
@@ -74,6 +75,46 @@ class DvsEmulatorConfig:
     def num_frames(self) -> int:
         """Frames including the one at t = 0: ``duration / step + 1``."""
         return int(np.rint(self.duration_ms * 1e6 / self.frame_step_ns)) + 1
+
+
+#: Fields of :class:`DvsEmulatorConfig` a data set build may not override: the recording spans the fused sample.
+_NOT_OVERRIDABLE = ("duration_ms",)
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, int | float]:
+    """``["saccade_px=4", "threshold=0.1"]`` -> ``{"saccade_px": 4.0, "threshold": 0.1}`` (CLI ``FIELD=VALUE``).
+
+    Each value takes the type of the field's default, so ``4`` and ``4.0`` name the same build; the result
+    is checked against the field ranges. Raises ValueError naming the item for a missing ``=``, an unknown
+    or repeated field, ``duration_ms`` (set by the build's span), a value that is not a number of the
+    field's type, or one out of range.
+    """
+    defaults = DvsEmulatorConfig()
+    known = sorted(f.name for f in fields(DvsEmulatorConfig) if f.name not in _NOT_OVERRIDABLE)
+    out: dict[str, int | float] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep:
+            raise ValueError(f"DVS emulator override {item!r} is not FIELD=VALUE; fields: {known}")
+        if name in _NOT_OVERRIDABLE:
+            raise ValueError(f"DVS emulator field {name!r} follows the fused sample's span (--duration-ms)")
+        if name not in known:
+            raise ValueError(f"unknown DVS emulator field {name!r}; fields: {known}")
+        if name in out:
+            raise ValueError(f"DVS emulator field {name!r} is given twice")
+        kind = type(getattr(defaults, name))
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"DVS emulator field {name}={text!r} is not a number") from None
+        if kind is int:
+            if not value.is_integer():
+                raise ValueError(f"DVS emulator field {name}={text!r} must be a whole number")
+            value = int(value)
+        out[name] = value
+    DvsEmulatorConfig(**out)  # ranges, NaN and the digit-fits-the-sensor check
+    return out
 
 
 def triangle_path(t_ns: np.ndarray, saccade_ms: float, amplitude_px: float) -> np.ndarray:

@@ -31,6 +31,7 @@ import torch
 
 from snn_fusion_ros.data.audio import espeak_base
 from snn_fusion_ros.data.builder import ENGLISH_LESS_BASES, TRAIN_ACCENTS, TRAIN_LANGUAGES, TRAIN_VOICES
+from snn_fusion_ros.data.cli import add_dvs_emulator_argument, dvs_emulator_overrides
 from snn_fusion_ros.data.encode import (
     EncodedSplit,
     EncoderConfigs,
@@ -460,6 +461,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dvs-distortions", type=int, default=0, metavar="K",
                         help="data set: K distorted renditions of every training image (see `snn-fusion dataset "
                              "build`); ignored with --build")
+    add_dvs_emulator_argument(parser, "; ignored with --build")
     parser.add_argument("--hidden", type=int, default=d.hidden_neurons, help="neurons per modality population")
     parser.add_argument("--fusion", type=int, default=d.fusion_neurons, help="fusion layer neurons")
     parser.add_argument("--readout-tau-ms", type=float, default=d.readout_tau_mem_ms)
@@ -487,9 +489,13 @@ def run(args: argparse.Namespace) -> int:
     progress = not args.no_progress
     key = args.build
     if key is None:
+        dvs = dvs_emulator_overrides(args, "snn-fusion train")
+        if dvs is None:
+            return 2
         key = build(BuildConfig.create(seed=args.seed, quick=args.quick, train_accents=args.train_accents,
                                        dvs_train_distortions=args.dvs_distortions,
-                                       train_languages=args.train_languages, train_voices=args.train_voices),
+                                       train_languages=args.train_languages, train_voices=args.train_voices,
+                                       **dvs),
                     cache=cache, progress=progress).name
     settings = TrainSettings(seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              missing_dropout=args.missing_dropout, val_fraction=args.val_fraction,
