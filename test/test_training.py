@@ -200,11 +200,12 @@ def test_recorded_voices_enter_the_pairing_pool_repeat_times_and_default_run_key
     # the key of a default run is what it was before the setting existed, so its checkpoints still resume
     cfgs = node_encoder_configs()
     old = dataclasses.asdict(train_cli.TrainSettings())
-    del old["epochs"], old["recorded_audio_repeat"]
+    del old["epochs"], old["recorded_audio_repeat"], old["weight_ema"]
     blob = json.dumps({"build": "b", "enc": cfgs.hash(), "settings": old}, sort_keys=True)
     assert train_cli.run_key("b", cfgs, train_cli.TrainSettings()) == hashlib.sha256(blob.encode()).hexdigest()[:16]
-    assert train_cli.run_key("b", cfgs, train_cli.TrainSettings(recorded_audio_repeat=2)) != train_cli.run_key(
-        "b", cfgs, train_cli.TrainSettings())
+    for changed in ({"recorded_audio_repeat": 2}, {"weight_ema": 0.999}):
+        assert train_cli.run_key("b", cfgs, train_cli.TrainSettings(**changed)) != train_cli.run_key(
+            "b", cfgs, train_cli.TrainSettings()), changed
 
 
 def test_validation_leaves_out_the_distorted_renditions_of_its_images(quick_train):
@@ -313,26 +314,74 @@ def test_network_config_takes_the_time_constants_from_the_settings():
         _settings(tau_mem_ms=0.0)
 
 
-def test_resume_equals_uninterrupted(quick_train, tmp_path):
+@pytest.mark.parametrize("weight_ema", [0.0, 0.9])
+def test_resume_equals_uninterrupted(quick_train, tmp_path, weight_ema):
     cfgs = node_encoder_configs()
     torch.set_num_threads(1)
-    full = train_cli.fit(quick_train, cfgs, _settings(epochs=2), tmp_path / "full", tmp_path / "ck_full", "k",
-                         progress=False)
-    train_cli.fit(quick_train, cfgs, _settings(epochs=1), tmp_path / "part", tmp_path / "ck_part", "k",
-                  progress=False)
-    resumed = train_cli.fit(quick_train, cfgs, _settings(epochs=2), tmp_path / "part", tmp_path / "ck_part", "k",
-                            resume=True, progress=False)
+    full = train_cli.fit(quick_train, cfgs, _settings(epochs=2, weight_ema=weight_ema), tmp_path / "full",
+                         tmp_path / "ck_full", "k", progress=False)
+    train_cli.fit(quick_train, cfgs, _settings(epochs=1, weight_ema=weight_ema), tmp_path / "part",
+                  tmp_path / "ck_part", "k", progress=False)
+    resumed = train_cli.fit(quick_train, cfgs, _settings(epochs=2, weight_ema=weight_ema), tmp_path / "part",
+                            tmp_path / "ck_part", "k", resume=True, progress=False)
     assert resumed["epoch"] == full["epoch"] == 2
     from safetensors.torch import load_file
 
     a = load_file(str(tmp_path / "ck_full" / train_cli.CHECKPOINT_WEIGHTS))
     b = load_file(str(tmp_path / "ck_part" / train_cli.CHECKPOINT_WEIGHTS))
     assert a.keys() == b.keys() and any(k.startswith("opt.") for k in a)
+    assert any(k.startswith("ema.") for k in a) == (weight_ema > 0)
     for k in a:
         torch.testing.assert_close(a[k], b[k], msg=f"tensor {k} differs after resume")
     with pytest.raises(ValueError, match="checkpoint"):
         train_cli.fit(quick_train, cfgs, _settings(epochs=3, lr=1e-3), tmp_path / "x", tmp_path / "ck_part", "k",
                       resume=True, progress=False)
+
+
+def test_weight_average_moves_by_one_minus_decay_per_update():
+    from snn_fusion_ros.snn.config import FusionNetConfig
+    from snn_fusion_ros.snn.network import FusionNet
+
+    assert train_cli.weight_average(FusionNet(FusionNetConfig()), 0.0) is None
+    model = FusionNet(FusionNetConfig(audio_neurons=4, dvs_neurons=4, imu_neurons=4, hidden_neurons=3,
+                                      fusion_neurons=5))
+    ema = train_cli.weight_average(model, 0.75)
+    with torch.no_grad():
+        model.w_out.fill_(2.0)
+    ema.update_parameters(model)  # the first update copies
+    torch.testing.assert_close(ema.module.w_out, torch.full_like(model.w_out, 2.0))
+    with torch.no_grad():
+        model.w_out.fill_(6.0)
+    ema.update_parameters(model)
+    torch.testing.assert_close(ema.module.w_out, torch.full_like(model.w_out, 0.75 * 2.0 + 0.25 * 6.0))
+    assert int(ema.n_averaged) == 2
+    with pytest.raises(ValueError, match="weight_ema"):
+        _settings(weight_ema=1.0)
+
+
+def test_weight_average_leaves_training_alone_and_is_what_validation_scores_and_out_gets(quick_train, tmp_path):
+    from safetensors.torch import load_file
+
+    cfgs = node_encoder_configs()
+    torch.set_num_threads(1)
+    plain = train_cli.fit(quick_train, cfgs, _settings(epochs=1), tmp_path / "plain", tmp_path / "ck_plain", "k",
+                          progress=False)
+    avg = train_cli.fit(quick_train, cfgs, _settings(epochs=1, weight_ema=0.9), tmp_path / "avg",
+                        tmp_path / "ck_avg", "k", progress=False)
+    a = load_file(str(tmp_path / "ck_plain" / train_cli.CHECKPOINT_WEIGHTS))
+    b = load_file(str(tmp_path / "ck_avg" / train_cli.CHECKPOINT_WEIGHTS))
+    for k in a:  # the raw weights and the optimiser follow the same trajectory
+        torch.testing.assert_close(a[k], b[k], msg=f"{k} changed by averaging")
+    assert not torch.equal(b["ema.w_fuse"], b["model.w_fuse"]), "the average differs from the last weights"
+    assert int(b["ema_n_averaged"]) == -(-len(train_cli.paired_index(
+        quick_train, train_cli.split_validation(quick_train, 0.2, np.random.default_rng([0, 1]))[0],
+        np.random.default_rng([0, 3, 0]))[1]) // 16), "one update per minibatch"
+    assert avg["history"][0]["val_raw_fused"] == plain["history"][0]["val"]["fused"], "the raw weights', as without"
+    assert avg["history"][0]["val"] != plain["history"][0]["val"], "validation scores the average"
+    assert "val_raw_fused" not in plain["history"][0]
+    saved = load_artifact(tmp_path / "avg").build_model().artifact_tensors()
+    for k, v in saved.items():  # epoch 1 is the best (only) epoch: the artifact holds the average
+        torch.testing.assert_close(v, b[f"ema.{k}"], msg=k)
 
 
 def test_a_checkpoint_folder_in_use_is_refused(quick_train, tmp_path):
@@ -387,13 +436,14 @@ def test_train_cli_writes_artifact(quick_key, quick_train, tmp_path):
     train_cli.add_arguments(p)
     args = p.parse_args(["--build", quick_key, "--epochs", "1", "--hidden", "8", "--fusion", "8",
                          "--out", str(tmp_path / "m"), "--checkpoint-dir", str(tmp_path / "ck"), "--no-progress",
-                         "--threads", "1", "--mispair-imu", "0.5", "--recorded-audio-repeat", "2"])
+                         "--threads", "1", "--mispair-imu", "0.5", "--recorded-audio-repeat", "2",
+                         "--weight-ema", "0.5"])
     assert train_cli.run(args) == 0
     art = load_artifact(tmp_path / "m")
     assert art.config.num_classes == 10 and art.config.hidden_neurons == 8
     training = art.metadata["extra"]["training"]
     assert training["mispair_imu"] == 0.5 and training["mispair_audio"] == 0.0
-    assert training["recorded_audio_repeat"] == 2
+    assert training["recorded_audio_repeat"] == 2 and training["weight_ema"] == 0.5
     # the readout range recorded with the best epoch is that of the validation pairs under the saved weights
     _, va = train_cli.split_validation(quick_train, training["val_fraction"], np.random.default_rng([0, 1]))
     rows, _ = train_cli.paired_index(quick_train, va, np.random.default_rng([0, 2]))

@@ -101,6 +101,9 @@ class TrainSettings:
         "augmentation: each training utterance of a recorded (real) voice enters the per-epoch pairing this "
         "many times, eSpeak voices once (real voices are a few per cent of the utterances and under-fitted)",
         "", 1, 100))
+    weight_ema: float = field(default=0.0, metadata=param(
+        "decay per update of an exponential moving average of the weights (Polyak averaging); validation, "
+        "model selection and the artifact use the average, training the raw weights; 0: off", "", 0.0, 0.99999))
     val_fraction: float = field(default=0.15, metadata=param(
         "fraction of audio speakers / DVS images / IMU series per class held out for validation", "", 0.0,
         0.9))
@@ -267,7 +270,7 @@ def network_config(enc_cfgs: EncoderConfigs, s: TrainSettings, num_classes: int 
 
 
 #: settings added after runs were keyed, with the value that leaves a run key unchanged
-_LATER_SETTINGS = {"recorded_audio_repeat": 1}
+_LATER_SETTINGS = {"recorded_audio_repeat": 1, "weight_ema": 0.0}
 
 
 def repeat_recorded(enc: EncodedSplit, audio: np.ndarray, repeat: int) -> np.ndarray:
@@ -282,6 +285,35 @@ def repeat_recorded(enc: EncodedSplit, audio: np.ndarray, repeat: int) -> np.nda
     audio = np.asarray(audio, dtype=np.int64)
     recorded = np.array([espeak_base(s) is None for s in np.asarray(enc.speakers)[audio].tolist()], dtype=bool)
     return np.concatenate([audio, *[audio[recorded]] * (repeat - 1)])
+
+
+def weight_average(model: FusionNet, decay: float) -> torch.optim.swa_utils.AveragedModel | None:
+    """Exponential moving average of ``model``'s parameters (torch's ``AveragedModel``), None at ``decay`` 0.
+
+    ``update_parameters(model)`` after every optimiser step: the first call copies the weights, each
+    later one moves the average ``1 - decay`` of the way to them (a horizon of about ``1 / (1 - decay)``
+    updates). Buffers are not averaged; the copy keeps those of ``model`` at the time of the call.
+    """
+    if decay <= 0.0:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay))
+
+
+def weight_average_tensors(ema: torch.optim.swa_utils.AveragedModel) -> dict[str, torch.Tensor]:
+    """The average's weights (``ema.<name>``) and update count (``ema_n_averaged``), for a checkpoint."""
+    out = {f"ema.{k}": v.detach().clone().contiguous() for k, v in ema.module.artifact_tensors().items()}
+    out["ema_n_averaged"] = ema.n_averaged.detach().clone()
+    return out
+
+
+def load_weight_average(ema: torch.optim.swa_utils.AveragedModel, tensors: dict[str, torch.Tensor]) -> None:
+    """Inverse of :func:`weight_average_tensors`; a checkpoint without them is refused (ValueError)."""
+    if "ema_n_averaged" not in tensors:
+        raise ValueError("checkpoint has no weight average (ema.*) although the run averages weights")
+    ema.module.load_artifact_tensors({k[len("ema."):]: v for k, v in tensors.items() if k.startswith("ema.")})
+    ema.n_averaged.copy_(tensors["ema_n_averaged"])
 
 
 def run_key(build_key: str, enc_cfgs: EncoderConfigs, s: TrainSettings) -> str:
@@ -347,6 +379,7 @@ def _fit(train_enc: EncodedSplit, enc_cfgs: EncoderConfigs, settings: TrainSetti
     with torch.no_grad():
         model.w_out.mul_(s.readout_init_scale)
     opt = torch.optim.Adam(model.parameters(), lr=s.lr)
+    ema = weight_average(model, s.weight_ema)
     state: dict[str, Any] = {"epoch": 0, "history": [], "best_score": -1.0, "best_epoch": 0,
                              "run_key": run_key(build_key, enc_cfgs, s), "train_seconds": 0.0}
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -359,6 +392,8 @@ def _fit(train_enc: EncodedSplit, enc_cfgs: EncoderConfigs, settings: TrainSetti
         tensors = load_file(str(ck_w))
         model.load_artifact_tensors({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
         load_optimizer_tensors(opt, tensors)
+        if ema is not None:
+            load_weight_average(ema, tensors)
         state = saved
     meta_extra = {"training": dataclasses.asdict(s), "build": build_key, "validation": {
         m: len(v) for m, v in va.items()}, "train_samples": {m: len(v) for m, v in tr.items()}}
@@ -388,23 +423,29 @@ def _fit(train_enc: EncodedSplit, enc_cfgs: EncoderConfigs, settings: TrainSetti
                        labels[lo: lo + s.batch_size])
 
         loss, acc = train_epoch(model, opt, batches(), gen, s.missing_dropout, s.last_weight,
+                                on_batch=None if ema is None else (lambda _loss: ema.update_parameters(model)),
                                 shift_steps=s.shift_steps, spike_drop=s.spike_drop)
-        rep, peak = accuracy_report(model, val_inputs, val_labels) if val_inputs is not None else ({}, 0.0)
+        judged = model if ema is None else ema.module  # the network that validation scores and `out` gets
+        rep, peak = accuracy_report(judged, val_inputs, val_labels) if val_inputs is not None else ({}, 0.0)
         score = selection_score(rep) if rep else float(epoch)
+        entry = {"epoch": epoch + 1, "loss": loss, "train_accuracy": acc, "lr": lr, "val": rep}
+        if ema is not None and val_inputs is not None:  # the raw weights' fused accuracy (one pass), for comparison
+            entry["val_raw_fused"] = float(np.mean(last_window_scores(model, val_inputs).argmax(-1) == val_labels))
         dt = time.perf_counter() - t0
         state["train_seconds"] = float(state["train_seconds"]) + dt
-        state["history"].append({"epoch": epoch + 1, "loss": loss, "train_accuracy": acc, "lr": lr,
-                                 "val": rep, "seconds": dt})
+        state["history"].append(dict(entry, seconds=dt))
         state["epoch"] = epoch + 1
         if score > state["best_score"]:
             state["best_score"], state["best_epoch"] = score, epoch + 1
             extra = dict(meta_extra, best_epoch=epoch + 1, validation_accuracy=rep, history=state["history"])
             if val_inputs is not None:
                 extra["readout_abs_max"] = peak
-            save_artifact(out, model, CLASS_NAMES, enc_cfgs.to_dict(), extra=extra, name=out.name,
+            save_artifact(out, judged, CLASS_NAMES, enc_cfgs.to_dict(), extra=extra, name=out.name,
                           created_by=created_by)
         tensors = {f"model.{k}": v for k, v in model.artifact_tensors().items()}
         tensors.update(optimizer_tensors(opt))
+        if ema is not None:
+            tensors.update(weight_average_tensors(ema))
         save_file(tensors, str(ck_w))
         ck_s.write_text(json.dumps(state, indent=1, sort_keys=True) + "\n")
         if log is not None:
@@ -446,6 +487,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recorded-audio-repeat", type=int, default=d.recorded_audio_repeat, metavar="R",
                         help="augmentation: each recorded (real) voice's training utterance is paired R times per "
                              f"epoch, eSpeak voices once (default {d.recorded_audio_repeat})")
+    parser.add_argument("--weight-ema", type=float, default=d.weight_ema, metavar="DECAY",
+                        help="validate, select and save an exponential moving average of the weights with this "
+                             f"decay per minibatch, e.g. 0.999 (default {d.weight_ema:g}: off)")
     parser.add_argument("--val-fraction", type=float, default=d.val_fraction)
     parser.add_argument("--val-audio-holdout", choices=VAL_AUDIO_HOLDOUTS, default=d.val_audio_holdout,
                         help="validation holds out whole eSpeak voices (default) or whole accents (base voices)")
@@ -507,7 +551,7 @@ def run(args: argparse.Namespace) -> int:
                              noise_imu_std=args.noise_imu_std, mispair_audio=args.mispair_audio,
                              val_audio_holdout=args.val_audio_holdout,
                              mispair_dvs=args.mispair_dvs, mispair_imu=args.mispair_imu,
-                             recorded_audio_repeat=args.recorded_audio_repeat)
+                             recorded_audio_repeat=args.recorded_audio_repeat, weight_ema=args.weight_ema)
     enc_cfgs = node_encoder_configs(args.params_file)
     ds = load_split("train", cache=cache, key=key)
     enc = encode_split(ds, enc_cfgs, progress=progress, workers=args.workers)
