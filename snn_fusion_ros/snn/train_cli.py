@@ -287,6 +287,11 @@ def repeat_recorded(enc: EncodedSplit, audio: np.ndarray, repeat: int) -> np.nda
     return np.concatenate([audio, *[audio[recorded]] * (repeat - 1)])
 
 
+def with_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The checkpoint tensors named ``<prefix>.<name>``, keyed by ``<name>`` (inverse of adding the prefix)."""
+    return {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+
+
 def weight_average(model: FusionNet, decay: float) -> torch.optim.swa_utils.AveragedModel | None:
     """Exponential moving average of ``model``'s parameters (torch's ``AveragedModel``), None at ``decay`` 0.
 
@@ -303,7 +308,7 @@ def weight_average(model: FusionNet, decay: float) -> torch.optim.swa_utils.Aver
 
 def weight_average_tensors(ema: torch.optim.swa_utils.AveragedModel) -> dict[str, torch.Tensor]:
     """The average's weights (``ema.<name>``) and update count (``ema_n_averaged``), for a checkpoint."""
-    out = {f"ema.{k}": v.detach().clone().contiguous() for k, v in ema.module.artifact_tensors().items()}
+    out = {f"ema.{k}": v for k, v in ema.module.artifact_tensors().items()}  # already detached copies
     out["ema_n_averaged"] = ema.n_averaged.detach().clone()
     return out
 
@@ -312,7 +317,7 @@ def load_weight_average(ema: torch.optim.swa_utils.AveragedModel, tensors: dict[
     """Inverse of :func:`weight_average_tensors`; a checkpoint without them is refused (ValueError)."""
     if "ema_n_averaged" not in tensors:
         raise ValueError("checkpoint has no weight average (ema.*) although the run averages weights")
-    ema.module.load_artifact_tensors({k[len("ema."):]: v for k, v in tensors.items() if k.startswith("ema.")})
+    ema.module.load_artifact_tensors(with_prefix(tensors, "ema"))
     ema.n_averaged.copy_(tensors["ema_n_averaged"])
 
 
@@ -390,7 +395,7 @@ def _fit(train_enc: EncodedSplit, enc_cfgs: EncoderConfigs, settings: TrainSetti
             raise ValueError(f"checkpoint in {checkpoint_dir} is of run {saved.get('run_key')}, "
                              f"expected {state['run_key']} (different data or settings)")
         tensors = load_file(str(ck_w))
-        model.load_artifact_tensors({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+        model.load_artifact_tensors(with_prefix(tensors, "model"))
         load_optimizer_tensors(opt, tensors)
         if ema is not None:
             load_weight_average(ema, tensors)
