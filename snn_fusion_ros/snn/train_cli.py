@@ -67,6 +67,11 @@ class TrainSettings:
 
     seed: int = field(default=0, metadata=param("seed of init, validation split, pairing and dropout", "", 0,
                                                 2**31 - 1))
+    replicate: int = field(default=0, metadata=param(
+        "replicate of the run of `seed`: k > 0 draws the weight initialisation, recurrent masks, per-epoch "
+        "pairing, mispairing, missing-modality dropout and noise choices from (seed, k); the data set, the "
+        "validation split and the noisy encoding stay those of `seed`; 0 = the run of `seed` itself", "", 0,
+        1000))
     epochs: int = field(default=40, metadata=param("passes over the training part", "", 1, 100000))
     batch_size: int = field(default=32, metadata=param("sequences per minibatch", "", 1, 4096))
     lr: float = field(default=3e-3, metadata=param("Adam learning rate", "", 1e-7, 1.0))
@@ -266,11 +271,20 @@ def network_config(enc_cfgs: EncoderConfigs, s: TrainSettings, num_classes: int 
                            num_classes=num_classes, step_ms=enc_cfgs.audio.step_ms,
                            steps_per_window=enc_cfgs.steps_per_window,
                            readout_tau_mem_ms=s.readout_tau_mem_ms, tau_mem_ms=s.tau_mem_ms,
-                           tau_syn_ms=s.tau_syn_ms, seed=s.seed)
+                           tau_syn_ms=s.tau_syn_ms, seed=run_seed(s))
 
 
 #: settings added after runs were keyed, with the value that leaves a run key unchanged
-_LATER_SETTINGS = {"recorded_audio_repeat": 1, "weight_ema": 0.0}
+_LATER_SETTINGS = {"recorded_audio_repeat": 1, "weight_ema": 0.0, "replicate": 0}
+
+
+def run_seed(s: TrainSettings) -> int:
+    """The seed of a run's own draws (init, masks, pairing, dropout): ``s.seed`` for replicate 0, else an
+    integer derived from ``(seed, replicate)`` (``numpy.random.SeedSequence``), so replicates share the data set
+    and validation split (both drawn from ``seed``) and nothing else."""
+    if s.replicate == 0:
+        return int(s.seed)
+    return int(np.random.SeedSequence([s.seed, s.replicate]).generate_state(1)[0] % (2**31 - 1))
 
 
 def repeat_recorded(enc: EncodedSplit, audio: np.ndarray, repeat: int) -> np.ndarray:
@@ -407,20 +421,21 @@ def _fit(train_enc: EncodedSplit, enc_cfgs: EncoderConfigs, settings: TrainSetti
         from tqdm import tqdm
 
         bar = tqdm(total=s.epochs, initial=state["epoch"], desc="train", unit="epoch")
+    rs = run_seed(s)
     for epoch in range(state["epoch"], s.epochs):
         t0 = time.perf_counter()
         lr = s.lr * (s.lr_final_fraction + (1 - s.lr_final_fraction) * 0.5 * (1 + np.cos(np.pi * epoch / s.epochs)))
         for g in opt.param_groups:
             g["lr"] = lr
-        rows, labels = paired_index(train_enc, tr_pool, np.random.default_rng([s.seed, 3, epoch]))
+        rows, labels = paired_index(train_enc, tr_pool, np.random.default_rng([rs, 3, epoch]))
         p_mis = {m: getattr(s, f"mispair_{m}") for m in MODALITIES}
         if any(p_mis.values()):
-            rows = mispair(rows, tr, p_mis, np.random.default_rng([s.seed, 5, epoch]))
+            rows = mispair(rows, tr, p_mis, np.random.default_rng([rs, 5, epoch]))
         gen = torch.Generator()
-        gen.manual_seed(s.seed * 100003 + epoch)
-        torch.manual_seed(s.seed * 100003 + epoch)
+        gen.manual_seed(rs * 100003 + epoch)
+        torch.manual_seed(rs * 100003 + epoch)
 
-        noise_rng = np.random.default_rng([s.seed, 4, epoch])
+        noise_rng = np.random.default_rng([rs, 4, epoch])
 
         def batches(rows: np.ndarray = rows, labels: np.ndarray = labels, noise_rng=noise_rng):
             for lo in range(0, len(rows), s.batch_size):
@@ -470,6 +485,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--build", default=None, help="build key (default: the full build of --seed)")
     parser.add_argument("--quick", action="store_true", help="use (and make if needed) the --quick build")
     parser.add_argument("--seed", type=int, default=d.seed, help=f"seed of everything (default {d.seed})")
+    parser.add_argument("--replicate", type=int, default=d.replicate, metavar="K",
+                        help="K > 0: another run of the same data, validation split and settings with its own "
+                             "weight init, pairing and dropout draws (default 0: the run of --seed)")
     parser.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs (default {d.epochs})")
     parser.add_argument("--batch-size", type=int, default=d.batch_size)
     parser.add_argument("--lr", type=float, default=d.lr)
@@ -546,7 +564,8 @@ def run(args: argparse.Namespace) -> int:
                                        train_languages=args.train_languages, train_voices=args.train_voices,
                                        **dvs),
                     cache=cache, progress=progress).name
-    settings = TrainSettings(seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+    settings = TrainSettings(seed=args.seed, replicate=args.replicate, epochs=args.epochs, batch_size=args.batch_size,
+                             lr=args.lr,
                              missing_dropout=args.missing_dropout, val_fraction=args.val_fraction,
                              hidden_neurons=args.hidden, fusion_neurons=args.fusion,
                              readout_tau_mem_ms=args.readout_tau_ms, tau_mem_ms=args.tau_mem_ms,
