@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("snn_fusion_ros.backends.cli", "list backends, whether they can run here and why not"),
     "dataset": ("snn_fusion_ros.data.cli", "build / describe the fused digit data set (audio, emulated DVS, IMU)"),
     "train": ("snn_fusion_ros.snn.train_cli", "train the fusion SNN on the built data set (checkpoints, resume)"),
+    "merge": ("snn_fusion_ros.snn.merge", "merge trained networks into one whose readout is the sum of theirs"),
     "eval": ("snn_fusion_ros.snn.eval_cli", "accuracy on the test split: modalities, missing sets, noise, backends"),
     "task": ("snn_fusion_ros.snn.motions", "train + test the second task: BasicMotions, real 6-axis IMU (4 classes)"),
     "make-bag": ("snn_fusion_ros.bags.cli_make", "write a rosbag2 bag from real recordings or the data set"),

@@ -200,10 +200,10 @@ def test_recorded_voices_enter_the_pairing_pool_repeat_times_and_default_run_key
     # the key of a default run is what it was before the setting existed, so its checkpoints still resume
     cfgs = node_encoder_configs()
     old = dataclasses.asdict(train_cli.TrainSettings())
-    del old["epochs"], old["recorded_audio_repeat"], old["weight_ema"]
+    del old["epochs"], old["recorded_audio_repeat"], old["weight_ema"], old["replicate"]
     blob = json.dumps({"build": "b", "enc": cfgs.hash(), "settings": old}, sort_keys=True)
     assert train_cli.run_key("b", cfgs, train_cli.TrainSettings()) == hashlib.sha256(blob.encode()).hexdigest()[:16]
-    for changed in ({"recorded_audio_repeat": 2}, {"weight_ema": 0.999}):
+    for changed in ({"recorded_audio_repeat": 2}, {"weight_ema": 0.999}, {"replicate": 1}):
         assert train_cli.run_key("b", cfgs, train_cli.TrainSettings(**changed)) != train_cli.run_key(
             "b", cfgs, train_cli.TrainSettings()), changed
 
@@ -382,6 +382,51 @@ def test_weight_average_leaves_training_alone_and_is_what_validation_scores_and_
     saved = load_artifact(tmp_path / "avg").build_model().artifact_tensors()
     for k, v in saved.items():  # epoch 1 is the best (only) epoch: the artifact holds the average
         torch.testing.assert_close(v, b[f"ema.{k}"], msg=k)
+
+
+def test_replicates_share_the_validation_pairs_and_merge_into_one_validated_network(quick_key, quick_train,
+                                                                                   tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    from snn_fusion_ros import cli
+
+    cfgs = node_encoder_configs()
+    torch.set_num_threads(1)
+    s0, s1 = _settings(epochs=1), _settings(epochs=1, replicate=1)
+    assert train_cli.run_seed(s0) == 0 and train_cli.run_seed(s1) not in (0, train_cli.run_seed(
+        _settings(replicate=2)))
+    a0 = train_cli.validation_set(quick_train, s0)
+    a1 = train_cli.validation_set(quick_train, s1)
+    for x, y in zip(a0[:2], a1[:2], strict=True):
+        assert x.keys() == y.keys() and all(np.array_equal(x[m], y[m]) for m in x), "same train / validation split"
+    np.testing.assert_array_equal(a0[3], a1[3])
+    for m in MODALITIES:
+        np.testing.assert_array_equal(a0[2][m], a1[2][m])
+    for name, s in (("r0", s0), ("r1", s1)):
+        train_cli.fit(quick_train, cfgs, s, tmp_path / name, tmp_path / f"ck_{name}", quick_key, progress=False)
+    w0 = load_file(str(tmp_path / "r0" / "weights.safetensors"))
+    w1 = load_file(str(tmp_path / "r1" / "weights.safetensors"))
+    assert not torch.equal(w0["w_in.audio"], w1["w_in.audio"]), "another initialisation"
+    assert not torch.equal(w0["rec_mask.dvs"], w1["rec_mask.dvs"]), "another recurrent mask"
+    m0, m1 = (load_artifact(tmp_path / n) for n in ("r0", "r1"))
+    assert m0.metadata["extra"]["validation"] == m1.metadata["extra"]["validation"]
+    rc = cli.main(["merge", "--model", str(tmp_path / "r0"), "--model", str(tmp_path / "r1"), "--out",
+                   str(tmp_path / "merged"), "--validate", "--json", "--threads", "1", "--no-progress"])
+    assert rc == 0
+    res = json.loads(capsys.readouterr().out)
+    # the members' rows, recomputed on the reconstructed pairs, are those their runs recorded
+    assert res["member_validation_accuracy"] == [m0.metadata["extra"]["validation_accuracy"],
+                                                 m1.metadata["extra"]["validation_accuracy"]]
+    merged = load_artifact(tmp_path / "merged")
+    ex = merged.metadata["extra"]
+    assert ex["validation_accuracy"] == res["validation_accuracy"] and set(ex["validation_accuracy"]) == set(
+        m0.metadata["extra"]["validation_accuracy"])
+    assert ex["build"] == quick_key and ex["validation"] == m0.metadata["extra"]["validation"]
+    _, _, inputs, labels = a0
+    fused = float(np.mean(last_window_scores(merged.build_model(), inputs).argmax(-1) == labels))
+    assert ex["validation_accuracy"]["fused"] == fused
+    assert 0 < ex["readout_abs_max"] <= m0.metadata["extra"]["readout_abs_max"] + m1.metadata["extra"][
+        "readout_abs_max"] + 1e-6
 
 
 def test_a_checkpoint_folder_in_use_is_refused(quick_train, tmp_path):

@@ -256,6 +256,22 @@ def accuracy_report(model: FusionNet, inputs: dict[str, np.ndarray], labels: np.
     return out, peak
 
 
+def validation_set(train_enc: EncodedSplit, s: TrainSettings
+                   ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray] | None,
+                              np.ndarray | None]:
+    """A run's ``(train, validation)`` sample indices per modality and its fixed validation pairs
+    (``{m: (N, T, N_m)}`` inputs, (N,) labels; both None when a modality has no validation samples).
+
+    Drawn from ``s.seed`` only (never from ``s.replicate``): replicates of a run, and networks merged from
+    them (``snn-fusion merge --validate``), are judged on the same pairs.
+    """
+    tr, va = split_validation(train_enc, s.val_fraction, np.random.default_rng([s.seed, 1]), s.val_audio_holdout)
+    if not all(len(v) for v in va.values()):
+        return tr, va, None, None
+    rows, labels = paired_index(train_enc, va, np.random.default_rng([s.seed, 2]))
+    return tr, va, gather(train_enc, rows), labels
+
+
 def selection_score(rep: dict[str, float]) -> float:
     """Model-selection score on validation: mean of the fused accuracy and the mean missing-set accuracy."""
     miss = [v for k, v in rep.items() if k != "fused"]
@@ -387,11 +403,7 @@ def _fit(train_enc: EncodedSplit, enc_cfgs: EncoderConfigs, settings: TrainSetti
     from snn_fusion_ros.snn.artifact import save_artifact
 
     s = settings
-    rng_split = np.random.default_rng([s.seed, 1])
-    tr, va = split_validation(train_enc, s.val_fraction, rng_split, s.val_audio_holdout)
-    val_rows, val_labels = (paired_index(train_enc, va, np.random.default_rng([s.seed, 2]))
-                            if all(len(v) for v in va.values()) else (None, None))
-    val_inputs = gather(train_enc, val_rows) if val_rows is not None else None
+    tr, va, val_inputs, val_labels = validation_set(train_enc, s)
     tr_pool = dict(tr, audio=repeat_recorded(train_enc, tr["audio"], s.recorded_audio_repeat))
     cfg = network_config(enc_cfgs, s)
     model = FusionNet(cfg)

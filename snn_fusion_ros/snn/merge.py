@@ -1,0 +1,222 @@
+"""``snn-fusion merge``: K trained fusion networks as one network whose readout is the sum of theirs.
+
+:class:`~snn_fusion_ros.snn.network.FusionNet` is linear up to its LIF layers, and every LIF neuron sees
+only its own input current. K networks with the same time constants, threshold, delays and input sizes
+can therefore be placed side by side in one network of ``sum H_k`` neurons per modality population and
+``sum F_k`` fusion neurons:
+
+* ``w_in.<m>``: the members' rows stacked; ``w_rec.<m>`` and ``rec_mask.<m>``: block-diagonal (no
+  connection between members);
+* ``w_fuse``: member k's fusion rows read only member k's hidden neurons of each modality
+  (block-structured, columns still in :data:`~snn_fusion_ros.spikes.MODALITIES` order);
+* ``w_out``: the members' columns side by side, so the readout current, and hence the readout membrane
+  (a linear leaky integrator from zero), is the **sum** of the members' at every step.
+
+The merged network's decision is the argmax of the summed readout membranes (an ensemble of the members'
+logits), computed by one ordinary network: the torch, NIR, Lava and Akida backends run it unchanged, at
+K times the members' cost per step. Its scores are ``softmax`` of the sum (sharper than any member's).
+
+With ``--validate`` the merged network (and, as a check, each member) is scored on the validation pairs
+of the members' training runs, which must share the data build, seed, validation fraction and hold-out
+(replicates made with ``snn-fusion train --replicate K`` do); the rows are written to the artifact's
+``extra.validation_accuracy`` as ``snn-fusion train`` writes them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from snn_fusion_ros.snn.config import FusionNetConfig
+from snn_fusion_ros.snn.network import FusionNet
+from snn_fusion_ros.spikes import MODALITIES
+
+#: network fields that may differ between members (they add up, or only seed the discarded init)
+_SUMMED = ("hidden_neurons", "fusion_neurons")
+_FREE = ("seed",)
+
+
+def merged_config(configs: Sequence[FusionNetConfig]) -> FusionNetConfig:
+    """The configuration of the members side by side; raises ``ValueError`` unless every field other than
+    the population sizes and the seed is equal (time constants, threshold, delays, input sizes, ...)."""
+    if len(configs) < 2:
+        raise ValueError(f"merging needs at least 2 networks, got {len(configs)}")
+    first = dataclasses.asdict(configs[0])
+    for i, c in enumerate(configs[1:], start=1):
+        d = dataclasses.asdict(c)
+        diff = sorted(k for k in first if k not in _SUMMED + _FREE and first[k] != d[k])
+        if diff:
+            raise ValueError(f"network {i} differs from network 0 in {diff} "
+                             f"({', '.join(f'{k}: {first[k]!r} vs {d[k]!r}' for k in diff)}); only "
+                             f"{', '.join(_SUMMED)} may differ")
+    return dataclasses.replace(configs[0], **{k: sum(getattr(c, k) for c in configs) for k in _SUMMED})
+
+
+def merge_tensors(members: Sequence[tuple[FusionNetConfig, dict[str, torch.Tensor]]]
+                  ) -> tuple[FusionNetConfig, dict[str, torch.Tensor]]:
+    """``(config, artifact tensors)`` of the merged network (see the module docstring for the layout)."""
+    cfg = merged_config([c for c, _ in members])
+    h_all, f_all = cfg.hidden_neurons, cfg.fusion_neurons
+    out: dict[str, torch.Tensor] = {}
+    for m in MODALITIES:
+        out[f"w_in.{m}"] = torch.cat([t[f"w_in.{m}"] for _, t in members], dim=0)
+        out[f"w_rec.{m}"] = torch.block_diag(*[t[f"w_rec.{m}"] for _, t in members])
+        out[f"rec_mask.{m}"] = torch.block_diag(*[t[f"rec_mask.{m}"] for _, t in members])
+    w_fuse = torch.zeros(f_all, len(MODALITIES) * h_all, dtype=torch.float32)
+    row = hid = 0
+    for c, t in members:
+        h, f = c.hidden_neurons, c.fusion_neurons
+        for i in range(len(MODALITIES)):
+            w_fuse[row: row + f, i * h_all + hid: i * h_all + hid + h] = t["w_fuse"][:, i * h: (i + 1) * h]
+        row, hid = row + f, hid + h
+    out["w_fuse"] = w_fuse
+    out["w_out"] = torch.cat([t["w_out"] for _, t in members], dim=1)
+    return cfg, {k: v.float().contiguous() for k, v in out.items()}
+
+
+def merge_networks(models: Sequence[FusionNet]) -> FusionNet:
+    """One :class:`FusionNet` whose readout membrane equals the sum of ``models``' (eval mode)."""
+    cfg, tensors = merge_tensors([(m.config, m.artifact_tensors()) for m in models])
+    net = FusionNet(cfg)
+    net.load_artifact_tensors(tensors)
+    net.eval()
+    return net
+
+
+def _member_record(art: Any) -> dict[str, Any]:
+    ex = art.metadata.get("extra", {})
+    return {"path": str(art.path), "version": art.version, "created_by": art.metadata.get("created_by"),
+            "hidden_neurons": art.config.hidden_neurons, "fusion_neurons": art.config.fusion_neurons,
+            "best_epoch": ex.get("best_epoch"), "validation_accuracy": ex.get("validation_accuracy"),
+            "training": ex.get("training")}
+
+
+def _validation_settings(arts: Sequence[Any]) -> tuple[str, Any]:
+    """The common build key and training settings of the members, or ``ValueError`` saying what differs."""
+    from snn_fusion_ros.snn.train_cli import TrainSettings
+
+    known = {f.name for f in dataclasses.fields(TrainSettings)}
+    builds = {a.metadata.get("extra", {}).get("build") for a in arts}
+    if len(builds) != 1 or None in builds:
+        raise ValueError(f"--validate needs members trained on one data build; theirs: {sorted(map(str, builds))}")
+    settings = []
+    for a in arts:
+        tr = a.metadata.get("extra", {}).get("training")
+        if not isinstance(tr, dict):
+            raise ValueError(f"--validate: {a.path} records no training settings (extra.training)")
+        settings.append(TrainSettings(**{k: v for k, v in tr.items() if k in known}))
+    split = {(s.seed, s.val_fraction, s.val_audio_holdout) for s in settings}
+    if len(split) != 1:
+        raise ValueError("--validate needs members with one validation split (same seed, val_fraction, "
+                         f"val_audio_holdout); theirs: {sorted(split)}")
+    return builds.pop(), settings[0]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", action="append", required=True, metavar="DIR",
+                        help="a member artifact (directory or installed model name); give it 2 or more times")
+    parser.add_argument("--out", type=Path, required=True, help="directory of the merged artifact")
+    parser.add_argument("--name", default=None, help="model name in model.json (default: the --out folder name)")
+    parser.add_argument("--validate", action="store_true",
+                        help="score the merged network and each member on the members' validation pairs")
+    parser.add_argument("--cache", type=Path, default=None, help="data set cache (default: as `dataset build`)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    from snn_fusion_ros.models import resolve_model
+    from snn_fusion_ros.snn.artifact import ArtifactError, load_artifact, save_artifact
+
+    torch.set_num_threads(max(1, args.threads))
+
+    def fail(msg: str) -> int:
+        sys.stderr.write(f"snn-fusion merge: {msg}\n")
+        return 1
+
+    try:
+        arts = [load_artifact(resolve_model(m)) for m in args.model]
+        if len(arts) < 2:
+            raise ValueError(f"give --model at least twice, got {len(arts)}")
+        for a in arts[1:]:
+            if tuple(a.class_names) != tuple(arts[0].class_names):
+                raise ValueError(f"{a.path} has classes {list(a.class_names)}, {arts[0].path} "
+                                 f"{list(arts[0].class_names)}")
+            if a.encoder_config != arts[0].encoder_config:
+                raise ValueError(f"{a.path} was trained with other encoder settings than {arts[0].path}")
+        members = [a.build_model() for a in arts]
+        merged = merge_networks(members)
+        validation = _validate(arts, members, merged, args) if args.validate else None
+    except (OSError, ArtifactError, ValueError) as exc:
+        return fail(str(exc))
+    extra: dict[str, Any] = {"merged_from": [_member_record(a) for a in arts]}
+    builds = {a.metadata.get("extra", {}).get("build") for a in arts}
+    if len(builds) == 1 and None not in builds:
+        extra["build"] = builds.pop()
+    peaks = [a.metadata.get("extra", {}).get("readout_abs_max") for a in arts]
+    if all(isinstance(p, (int, float)) for p in peaks):
+        extra["readout_abs_max"] = float(sum(peaks))  # an upper bound of the sum; --validate measures it
+    if validation is not None:
+        extra.update(validation_accuracy=validation["merged"], readout_abs_max=validation["readout_abs_max"],
+                     validation=validation["samples"])
+    created_by = " ".join(["snn-fusion merge", *(f"--model {shlex.quote(m)}" for m in args.model),
+                           f"--out {shlex.quote(str(args.out))}", *(["--validate"] if args.validate else [])])
+    try:
+        save_artifact(args.out, merged, arts[0].class_names, arts[0].encoder_config, extra=extra, name=args.name,
+                      created_by=created_by)
+        out = load_artifact(args.out)
+    except (OSError, ArtifactError) as exc:
+        return fail(str(exc))
+    res = {"out": str(args.out), "version": out.version, "members": [a.version for a in arts],
+           "hidden_neurons": merged.config.hidden_neurons, "fusion_neurons": merged.config.fusion_neurons}
+    if validation is not None:
+        res["validation_accuracy"] = validation["merged"]
+        res["member_validation_accuracy"] = validation["members"]
+    if args.json:
+        sys.stdout.write(json.dumps(res, indent=1, sort_keys=True) + "\n")
+    else:
+        sys.stdout.write(f"merged {len(arts)} networks into {out.version} at {args.out} (hidden "
+                         f"{res['hidden_neurons']} per modality, fusion {res['fusion_neurons']})\n")
+        for k, v in res.get("validation_accuracy", {}).items():
+            sys.stdout.write(f"  validation {k} {v:.4f}\n")
+    return 0
+
+
+def _validate(arts: Sequence[Any], members: Sequence[FusionNet], merged: FusionNet, args: argparse.Namespace
+              ) -> dict[str, Any]:
+    """Validation rows of ``merged`` and of each member on the members' validation pairs. A member's rows
+    must match what its training run recorded (else the pairs are not the ones it was judged on)."""
+    from snn_fusion_ros.data.builder import default_cache
+    from snn_fusion_ros.data.dataset import load_split
+    from snn_fusion_ros.data.encode import EncoderConfigs, encode_split
+    from snn_fusion_ros.snn.train_cli import accuracy_report, validation_set
+
+    key, settings = _validation_settings(arts)
+    cache = args.cache if args.cache is not None else default_cache()
+    ds = load_split("train", cache=cache, key=key)
+    enc = encode_split(ds, EncoderConfigs.from_dict(arts[0].encoder_config), progress=not args.no_progress)
+    _, va, inputs, labels = validation_set(enc, settings)
+    if inputs is None:
+        raise ValueError("--validate: the members' runs had no validation split (val_fraction 0)")
+    rows = []
+    for a, m in zip(arts, members, strict=True):
+        rep, _ = accuracy_report(m, inputs, labels)
+        recorded = a.metadata.get("extra", {}).get("validation_accuracy") or {}
+        tol = 1.5 / len(labels)  # one sample: float sums may differ with the thread count
+        off = {k: (recorded[k], v) for k, v in rep.items() if k in recorded and abs(recorded[k] - v) > tol}
+        if off:
+            raise ValueError(f"--validate: {a.path} scores {off} (recorded, now) on the reconstructed validation "
+                             "pairs: they are not the pairs its run was judged on")
+        rows.append(rep)
+    rep, peak = accuracy_report(merged, inputs, labels)
+    return {"merged": rep, "members": rows, "readout_abs_max": peak,
+            "samples": {m: len(v) for m, v in va.items()}}
