@@ -96,7 +96,7 @@ def test_merge_cli_writes_an_artifact_every_backend_runs(trained_members, tmp_pa
     members = [load_artifact(p) for p in paths]
     meta = art.metadata
     assert [m["version"] for m in meta["extra"]["merged_from"]] == [m.version for m in members]
-    assert meta["created_by"].startswith("snn-fusion merge --model")
+    assert meta["created_by"] == f"snn-fusion merge --model {paths[0]} --model {paths[1]} --out {out}"
     assert meta["extra"]["readout_abs_max"] == pytest.approx(
         sum(m.metadata["extra"]["readout_abs_max"] for m in members)), "an upper bound of the summed readout"
     data = make_synthetic(cfg, 8, 3, np.random.default_rng(5))

@@ -169,7 +169,9 @@ def run(args: argparse.Namespace) -> int:
         extra.update(validation_accuracy=validation["merged"], readout_abs_max=validation["readout_abs_max"],
                      validation=validation["samples"])
     created_by = " ".join(["snn-fusion merge", *(f"--model {shlex.quote(m)}" for m in args.model),
-                           f"--out {shlex.quote(str(args.out))}", *(["--validate"] if args.validate else [])])
+                           f"--out {shlex.quote(str(args.out))}",
+                           *([f"--name {shlex.quote(args.name)}"] if args.name else []),
+                           *(["--validate"] if args.validate else [])])
     try:
         save_artifact(args.out, merged, arts[0].class_names, arts[0].encoder_config, extra=extra, name=args.name,
                       created_by=created_by)
