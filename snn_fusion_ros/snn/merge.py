@@ -99,14 +99,17 @@ def _member_record(art: Any) -> dict[str, Any]:
             "training": ex.get("training")}
 
 
-def _validation_settings(arts: Sequence[Any]) -> tuple[str, Any]:
-    """The common build key and training settings of the members, or ``ValueError`` saying what differs."""
+def _common_build(arts: Sequence[Any]) -> str | None:
+    """The data build key every member records (``extra.build``), or None when they differ or lack one."""
+    builds = {a.metadata.get("extra", {}).get("build") for a in arts}
+    return builds.pop() if len(builds) == 1 else None
+
+
+def _validation_settings(arts: Sequence[Any]) -> Any:
+    """The members' common training settings, or ``ValueError`` saying what differs."""
     from snn_fusion_ros.snn.train_cli import TrainSettings
 
     known = {f.name for f in dataclasses.fields(TrainSettings)}
-    builds = {a.metadata.get("extra", {}).get("build") for a in arts}
-    if len(builds) != 1 or None in builds:
-        raise ValueError(f"--validate needs members trained on one data build; theirs: {sorted(map(str, builds))}")
     settings = []
     for a in arts:
         tr = a.metadata.get("extra", {}).get("training")
@@ -117,7 +120,7 @@ def _validation_settings(arts: Sequence[Any]) -> tuple[str, Any]:
     if len(split) != 1:
         raise ValueError("--validate needs members with one validation split (same seed, val_fraction, "
                          f"val_audio_holdout); theirs: {sorted(split)}")
-    return builds.pop(), settings[0]
+    return settings[0]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -155,13 +158,13 @@ def run(args: argparse.Namespace) -> int:
                 raise ValueError(f"{a.path} was trained with other encoder settings than {arts[0].path}")
         members = [a.build_model() for a in arts]
         merged = merge_networks(members)
-        validation = _validate(arts, members, merged, args) if args.validate else None
+        build = _common_build(arts)
+        validation = _validate(arts, members, merged, build, args) if args.validate else None
     except (OSError, ArtifactError, ValueError) as exc:
         return fail(str(exc))
     extra: dict[str, Any] = {"merged_from": [_member_record(a) for a in arts]}
-    builds = {a.metadata.get("extra", {}).get("build") for a in arts}
-    if len(builds) == 1 and None not in builds:
-        extra["build"] = builds.pop()
+    if build is not None:
+        extra["build"] = build
     peaks = [a.metadata.get("extra", {}).get("readout_abs_max") for a in arts]
     if all(isinstance(p, (int, float)) for p in peaks):
         extra["readout_abs_max"] = float(sum(peaks))  # an upper bound of the sum; --validate measures it
@@ -193,8 +196,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _validate(arts: Sequence[Any], members: Sequence[FusionNet], merged: FusionNet, args: argparse.Namespace
-              ) -> dict[str, Any]:
+def _validate(arts: Sequence[Any], members: Sequence[FusionNet], merged: FusionNet, build: str | None,
+              args: argparse.Namespace) -> dict[str, Any]:
     """Validation rows of ``merged`` and of each member on the members' validation pairs. A member's rows
     must match what its training run recorded (else the pairs are not the ones it was judged on)."""
     from snn_fusion_ros.data.builder import default_cache
@@ -202,18 +205,21 @@ def _validate(arts: Sequence[Any], members: Sequence[FusionNet], merged: FusionN
     from snn_fusion_ros.data.encode import EncoderConfigs, encode_split
     from snn_fusion_ros.snn.train_cli import accuracy_report, validation_set
 
-    key, settings = _validation_settings(arts)
+    if build is None:
+        raise ValueError("--validate needs members trained on one data build; theirs: "
+                         f"{sorted({str(a.metadata.get('extra', {}).get('build')) for a in arts})}")
+    settings = _validation_settings(arts)
     cache = args.cache if args.cache is not None else default_cache()
-    ds = load_split("train", cache=cache, key=key)
+    ds = load_split("train", cache=cache, key=build)
     enc = encode_split(ds, EncoderConfigs.from_dict(arts[0].encoder_config), progress=not args.no_progress)
     _, va, inputs, labels = validation_set(enc, settings)
     if inputs is None:
         raise ValueError("--validate: the members' runs had no validation split (val_fraction 0)")
     rows = []
+    tol = 1.5 / len(labels)  # one sample: float sums may differ with the thread count
     for a, m in zip(arts, members, strict=True):
         rep, _ = accuracy_report(m, inputs, labels)
         recorded = a.metadata.get("extra", {}).get("validation_accuracy") or {}
-        tol = 1.5 / len(labels)  # one sample: float sums may differ with the thread count
         off = {k: (recorded[k], v) for k, v in rep.items() if k in recorded and abs(recorded[k] - v) > tol}
         if off:
             raise ValueError(f"--validate: {a.path} scores {off} (recorded, now) on the reconstructed validation "
