@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from snn_fusion_ros.codecs.layout import EVENT_DTYPE
 from snn_fusion_ros.codecs.xytp import encode_xytp
-from snn_fusion_ros.encoders.audio import AudioEncoder, AudioEncoderConfig
+from snn_fusion_ros.encoders.audio import MAX_RESAMPLE_FACTOR, AudioEncoder, AudioEncoderConfig, StreamingResampler
 from snn_fusion_ros.encoders.dvs import DvsEncoder, DvsEncoderConfig
 from snn_fusion_ros.encoders.imu import ImuEncoder, ImuEncoderConfig
 from snn_fusion_ros.errors import REASONS, InputRejected
@@ -282,6 +282,31 @@ def test_audio_rejections_and_timing_rules():
                       "rate_change": 1}
     out += enc.flush()
     assert out[-1].stamp_ns == 700 * MS
+
+
+def test_audio_rate_whose_ratio_needs_a_huge_filter_is_refused_before_any_state():
+    """767 999 Hz -> 16 kHz reduces to 16000/767999: a 15.4M-tap filter (once 2.2 s and 761 MB for one
+    message). Refused as out_of_range with the reason, the stream untouched; an odd but real rate
+    (NTSC-locked 44.056 kHz, 2000/5507) is still resampled."""
+    enc = AudioEncoder()
+    x = tone(500.0, 16000, 0.1)
+    enc.push(x, 16000, 0)
+    with pytest.raises(InputRejected) as info:
+        enc.push(np.zeros(7680, np.float32), 767_999, 100 * MS)
+    assert info.value.reason == "out_of_range" and info.value.counted
+    assert "16000/767999" in str(info.value) and str(MAX_RESAMPLE_FACTOR) in str(info.value)
+    enc.push(x, 16000, 100 * MS)  # the stream goes on as if the refused message never came
+    assert enc.rejections.snapshot() == {"out_of_range": 1} and enc.stats.resets == 0
+    with pytest.raises(ValueError, match="16000/767999"):
+        StreamingResampler(767_999, 16000)
+    odd = AudioEncoder()
+    rate = 44_056
+    x = tone(1000.0, rate, 1.0, onset_s=0.5) + 1e-4 * np.random.default_rng(0).standard_normal(rate).astype(np.float32)
+    out = odd.push(x, rate, 0) + odd.flush()
+    assert_grid(out, neurons=64)
+    spikes = np.concatenate([w.spikes for w in out])
+    on_steps = np.flatnonzero(spikes[:, int(np.argmin(np.abs(odd.center_hz - 1000.0)))])
+    assert np.any(np.abs(on_steps - 500 * MS // odd.step_ns) <= 2), on_steps  # ON at the tone's onset
 
 
 def assert_taps_are_delayed_copies(tapped: np.ndarray, ref: np.ndarray, delays: tuple[int, ...]) -> None:

@@ -71,6 +71,16 @@ _NS = 1_000_000_000
 
 #: Highest accepted input sample rate, Hz (a rate from the wire can be up to 2**32 - 1).
 MAX_INPUT_RATE_HZ = 768_000
+#: Largest accepted factor L or M of the reduced rate ratio L/M: the resampling filter has
+#: ``20 * max(L, M) + 1`` taps. Standard rates reduce far below it (44.1 -> 16 kHz is 160/441,
+#: 44.056 kHz is 2000/5507); a rate such as 767 999 Hz reduces to 16000/767999 (a 15.4M-tap filter).
+MAX_RESAMPLE_FACTOR = 8192
+
+
+def resample_factors(rate_in: int, rate_out: int) -> tuple[int, int]:
+    """The reduced rate ratio ``(up, down)`` = ``rate_out / rate_in`` in lowest terms."""
+    g = gcd(int(rate_in), int(rate_out))
+    return int(rate_out) // g, int(rate_in) // g
 
 @dataclass(frozen=True)
 class AudioEncoderConfig(DelayTapsConfig):
@@ -289,8 +299,11 @@ class StreamingResampler:
     """
 
     def __init__(self, rate_in: int, rate_out: int) -> None:
-        g = gcd(int(rate_in), int(rate_out))
-        self.up, self.down = int(rate_out) // g, int(rate_in) // g
+        self.up, self.down = resample_factors(rate_in, rate_out)
+        if max(self.up, self.down) > MAX_RESAMPLE_FACTOR:
+            raise ValueError(f"rate ratio {rate_out}/{rate_in} Hz reduces to {self.up}/{self.down}: factors above "
+                             f"{MAX_RESAMPLE_FACTOR} are not supported (the filter would need "
+                             f"{20 * max(self.up, self.down) + 1} taps)")
         self.identity = self.up == self.down == 1
         if not self.identity:
             half = 10 * max(self.up, self.down)
@@ -410,6 +423,13 @@ class AudioEncoder(StreamingEncoder):
             raise self._reject("bad_encoding", f"samples dtype {samples.dtype}; expected float (full scale 1.0)")
         if not 0 < sample_rate_hz <= MAX_INPUT_RATE_HZ:  # the resampler's filter grows with the rate ratio
             raise self._reject("out_of_range", f"sample_rate_hz={sample_rate_hz}; expected 1 .. {MAX_INPUT_RATE_HZ}")
+        up, down = resample_factors(sample_rate_hz, self.config.sample_rate_hz)
+        if max(up, down) > MAX_RESAMPLE_FACTOR:  # checked before any state changes, like every refusal
+            raise self._reject("out_of_range", f"sample_rate_hz={sample_rate_hz}: its ratio to "
+                                               f"{self.config.sample_rate_hz} Hz reduces to {up}/{down}, whose "
+                                               f"resampling filter would need {20 * max(up, down) + 1} taps; "
+                                               f"supported: ratios whose reduced factors are <= {MAX_RESAMPLE_FACTOR} "
+                                               f"(every standard audio rate)")
         if not np.all(np.isfinite(samples)):
             raise self._reject("non_finite", f"{int(np.count_nonzero(~np.isfinite(samples)))} NaN/inf samples")
         x = samples.astype(np.float64)
