@@ -135,6 +135,23 @@ def test_audio_encoder_node_windows_follow_sensor_time(rclpy_context, executor, 
     assert lis.windows[0].num_neurons == node.encoder.num_neurons == 64
 
 
+def test_encoder_node_queue_depths_reach_its_qos(rclpy_context, ros_msgs):
+    from rclpy.parameter import Parameter
+    from rclpy.qos import ReliabilityPolicy
+
+    from snn_fusion_ros.ros.audio_encoder_node import AudioEncoderNode
+
+    node = AudioEncoderNode(context=rclpy_context, parameter_overrides=[
+        Parameter("spikes_queue_depth", value=7), Parameter("input_queue_depth", value=9)])
+    try:
+        assert node.publisher.qos_profile.depth == 7
+        assert node.publisher.qos_profile.reliability == ReliabilityPolicy.RELIABLE
+        assert node.subscription.qos_profile.depth == 9
+        assert node.subscription.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
+    finally:
+        node.destroy_node()
+
+
 def test_imu_encoder_node_honours_rep145_and_rejects_nan(rclpy_context, executor, ros_msgs):
     from sensor_msgs.msg import Imu
 

@@ -27,7 +27,7 @@ def make_node(ctx, model, **params):
 class Rig:
     """Publishers of the three encoders' topics and a recorder of classifications and diagnostics."""
 
-    def __init__(self, ctx, executor, fusion):
+    def __init__(self, ctx, executor, fusion, depth: int = 50):
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
 
@@ -39,7 +39,8 @@ class Rig:
         self.fusion = fusion
         executor.add_node(self.node)
         executor.add_node(fusion)
-        self.pubs = {m: self.node.create_publisher(SpikeTrain, f"{m}_encoder/spikes", spikes_qos()) for m in SIZES}
+        self.pubs = {m: self.node.create_publisher(SpikeTrain, f"{m}_encoder/spikes", spikes_qos(depth))
+                     for m in SIZES}
         self.results = []
         self.diags = []
         self.node.create_subscription(Classification, "fusion/classification", self.results.append, results_qos(500))
@@ -89,6 +90,32 @@ def test_aligned_windows_are_classified_in_order_with_sensor_stamps(rclpy_contex
     assert len(r.scores) == 4 and abs(sum(r.scores) - 1) < 1e-4 and r.label == r.class_names[r.class_id]
     assert r.model_version.startswith("tiny@")
     assert [r.seq for r in rig.results] == list(range(5))
+
+
+@pytest.mark.parametrize("depth", [50, 200])
+def test_a_burst_longer_than_spikes_queue_depth_evicts_windows_unless_the_depth_holds_it(
+        rclpy_context, executor, ros_msgs, tiny_model, depth):
+    """120 windows per modality published while the executor does not turn (a stalled callback, a
+    bag played unpaced): the subscriptions keep the last ``spikes_queue_depth`` of each topic."""
+    n = 120
+    fusion = make_node(rclpy_context, tiny_model, spikes_queue_depth=depth,
+                       **{"alignment.max_pending": 1000, "alignment.stale_timeout_ms": 600000.0})
+    rig = Rig(rclpy_context, executor, fusion, depth=max(depth, n))
+    for k in range(n):
+        for m in SIZES:
+            rig.send(m, k)
+    time.sleep(0.5)  # every sample reaches the readers' histories before the first take
+    if depth >= n:
+        assert rig.wait_results(n), f"got {len(rig.results)} of {n}"
+        stamps = [r.header.stamp.sec * 10**9 + r.header.stamp.nanosec for r in rig.results]
+        assert stamps == [(k + 1) * W for k in range(n)]
+        assert all(len(r.modalities_used) == 3 for r in rig.results)
+    else:
+        rig.wait_results(n, timeout=3.0)
+        full = [r for r in rig.results if len(r.modalities_used) == 3]
+        assert len(full) <= depth < n, (len(full), len(rig.results))  # the oldest windows were evicted
+        stamps = [r.header.stamp.sec * 10**9 + r.header.stamp.nanosec for r in full]
+        assert stamps[-1] == n * W  # ... and the newest kept
 
 
 def test_stale_modality_dropped_then_readmitted(rclpy_context, executor, ros_msgs, tiny_model):

@@ -38,6 +38,9 @@ class EncoderNodeConfig:
     max_message_bytes: int = field(default=64 * 1024 * 1024, metadata=param(
         "largest accepted input payload; larger messages are rejected as 'oversized'", "bytes", 1024, 1 << 30))
     input_queue_depth: int = field(default=50, metadata=param("subscription queue depth (sensor QoS)", "", 1, 10000))
+    spikes_queue_depth: int = field(default=50, metadata=param(
+        "windows the ~/spikes publisher keeps for subscribers that have not acknowledged them yet "
+        "(reliable, keep last)", "windows", 1, 10000))
     expected_rate_hz: float = field(default=0.0, metadata=param(
         "expected input message rate for the frequency check; 0 disables it", "Hz", 0.0, 100000.0, runtime=True))
     rate_tolerance: float = field(default=0.5, metadata=param(
@@ -87,7 +90,8 @@ class EncoderNode(Node):
                                                self.node_config.rate_tolerance)
         self.stamp_delay = diag.TimeStampStatus(-1.0, self.node_config.max_stamp_delay_s)
 
-        self.publisher = self.create_publisher(self._spike_msg_type(), "~/spikes", spikes_qos())
+        self.publisher = self.create_publisher(self._spike_msg_type(), "~/spikes",
+                                                spikes_qos(self.node_config.spikes_queue_depth))
         self.subscription = self.create_subscription(self.input_type, self.input_topic, self._on_input,
                                                      sensor_qos(self.node_config.input_queue_depth))
         self.updater = diag.Updater(self, hardware_id=f"{self.modality}_encoder",

@@ -51,6 +51,9 @@ class FusionNodeConfig:
         "publish a classification every n-th fused window", "", 1, 10000, runtime=True))
     min_confidence: float = field(default=0.0, metadata=param(
         "below this probability the result carries class_id -1 (no decision)", "", 0.0, 1.0, runtime=True))
+    spikes_queue_depth: int = field(default=50, metadata=param(
+        "windows kept per spike subscription (reliable, keep last) between two executor turns; a longer "
+        "burst on one topic evicts the oldest", "windows", 1, 10000))
     poll_period_ms: float = field(default=5.0, metadata=param(
         "how often waiting windows are checked against max_wait_ms", "ms", 1.0, 1000.0))
     error_hold_s: float = field(default=5.0, metadata=param(
@@ -122,7 +125,8 @@ class FusionNode(Node):
         from snn_fusion_ros.msg import Classification, SpikeTrain
 
         self.publisher = self.create_publisher(Classification, "~/classification", results_qos())
-        self.subs = [self.create_subscription(SpikeTrain, f"{m}_encoder/spikes", self._on_spikes, spikes_qos())
+        self.subs = [self.create_subscription(SpikeTrain, f"{m}_encoder/spikes", self._on_spikes,
+                                          spikes_qos(self.cfg.spikes_queue_depth))
                      for m in self.align_cfg.modalities]
         self.create_timer(self.cfg.poll_period_ms / 1e3, self._poll)
 

@@ -2,8 +2,8 @@
 
 * Sensor inputs (audio, events, IMU): the sensor-data profile (best effort, volatile) with a
   configurable depth, as sensor drivers publish.
-* Spike windows between encoders and fusion: reliable, keep last ``depth``: a lost window would
-  leave a hole in the fused stream.
+* Spike windows between encoders and fusion: reliable, keep last ``depth`` (the nodes'
+  ``spikes_queue_depth``): a lost window would leave a hole in the fused stream.
 * Classifications: reliable, keep last 10.
 """
 
