@@ -39,3 +39,18 @@ def test_soak(ros_msgs, record_property):
     f = c["fusion"]
     assert f["windows_in"] - 6 <= f["received"] <= f["windows_in"], f
     assert f["rejected"] >= f["junk_sent"] and f["fused"] == f["classifications"], f
+
+
+@pytest.mark.parametrize("cmd", [["listen", "--seconds", "60"], ["play", "--seconds", "60", "--connect-timeout", "60"]])
+def test_soak_tools_started_with_sigint_ignored_stop_cleanly_on_sigint(node_process, ros_msgs, cmd):
+    """The multi-host test stops its player and listener with SIGINT; started from a script's background job
+    they inherited SIGINT ignored and slept on until SIGKILLed (found when CI ran as such a job)."""
+    import time
+
+    proc = node_process(["-m", "snn_fusion_ros.bench.soak", *cmd], sigint_ignored=True)
+    time.sleep(3.0)  # past rclpy.init and the node's creation
+    assert proc.proc.poll() is None, proc.stop()
+    t = time.monotonic()
+    out = proc.stop(timeout_s=10.0)
+    assert proc.proc.returncode == 0, (proc.proc.returncode, out[-2000:])
+    assert time.monotonic() - t < 10.0

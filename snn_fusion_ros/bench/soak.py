@@ -529,33 +529,50 @@ def run_soak(minutes: float, junk_per_window: int = 4, sample_s: float = 10.0, l
 # --- command line -------------------------------------------------------------------------------
 
 def _rclpy_node(name: str):
+    """A node spun in a thread, for the ``play`` / ``listen`` processes; SIGINT raises KeyboardInterrupt
+    even when the process inherited it ignored (:func:`snn_fusion_ros.ros.runner.init_rclpy`)."""
     import rclpy
     from rclpy.executors import MultiThreadedExecutor
 
-    rclpy.init()
+    from snn_fusion_ros.ros.runner import init_rclpy
+
+    init_rclpy([])
     node = rclpy.create_node(name)
     ex = MultiThreadedExecutor(num_threads=2)
     ex.add_node(node)
-    spin_in_thread(ex)
-    return node, ex
+    return node, ex, spin_in_thread(ex)
 
 
 def _cmd_play(args) -> int:
     """Play the stream in real time from window ``--k0`` for ``--seconds`` (no node processes)."""
-    node, ex = _rclpy_node("soak_player")
-    player = Player(node)
-    wait_for(player.connected, args.connect_timeout)
-    time.sleep(1.0)
-    windows = int(args.seconds * 1e9 / W_NS)
-    play(player, windows, pacing="realtime", k0=args.k0)
-    print(json.dumps({"sent": player.sent, "windows": windows}), flush=True)
-    ex.shutdown(timeout_sec=1)
+    node, ex, spin = _rclpy_node("soak_player")
+    try:
+        player = Player(node)
+        wait_for(player.connected, args.connect_timeout)
+        time.sleep(1.0)
+        windows = int(args.seconds * 1e9 / W_NS)
+        play(player, windows, pacing="realtime", k0=args.k0)
+        print(json.dumps({"sent": player.sent, "windows": windows}), flush=True)
+    except KeyboardInterrupt:  # stopped early (SIGINT): a clean shutdown all the same
+        pass
+    finally:
+        _shutdown(node, ex, spin)
     return 0
+
+
+def _shutdown(node, ex, spin: threading.Thread) -> None:
+    """Stop the spin thread before the node and the context go (a DDS thread left running at exit
+    aborts the process)."""
+    import rclpy
+
+    ex.shutdown(timeout_sec=1)
+    spin.join(timeout=2)
+    node.destroy_node()
+    rclpy.try_shutdown()
 
 
 def _cmd_listen(args) -> int:
     """Print one JSON line per classification and per fusion diagnostics status, for ``--seconds``."""
-    import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
 
     from snn_fusion_ros.msg import Classification
@@ -578,13 +595,16 @@ def _cmd_listen(args) -> int:
                 emit({"type": "diag", "wall": time.time(), "level": lvl, "message": s.message,
                       "values": {kv.key: kv.value for kv in s.values}})
 
-    node, ex = _rclpy_node("soak_listener")
+    node, ex, spin = _rclpy_node("soak_listener")
     node.create_subscription(Classification, "fusion/classification", on_result, results_qos(1000))
     node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 100)
     emit({"type": "ready", "wall": time.time()})
-    time.sleep(args.seconds)
-    ex.shutdown(timeout_sec=1)
-    rclpy.try_shutdown()
+    try:
+        time.sleep(args.seconds)
+    except KeyboardInterrupt:  # stopped early (SIGINT), as the tests stop it
+        pass
+    finally:
+        _shutdown(node, ex, spin)
     return 0
 
 

@@ -7,6 +7,23 @@ import sys
 from collections.abc import Callable
 
 
+def init_rclpy(args: list[str] | None = None) -> None:
+    """``rclpy.init`` for a process of this package: SIGINT raises KeyboardInterrupt, always.
+
+    SIGINT arrives as KeyboardInterrupt with the context still valid, so on_shutdown() can still
+    publish (the encoders flush their last window) before rclpy shuts down. A process started from a
+    non-interactive shell's background job (`cmd &` in a script) inherits SIGINT *ignored*, and Python
+    then installs no handler: the process would ignore `ros2 launch`'s stop signal and be killed after
+    its timeout, without on_shutdown(). SIGINT is therefore always restored to raise KeyboardInterrupt,
+    and rclpy installs no handler of its own.
+    """
+    import rclpy
+    from rclpy.signals import SignalHandlerOptions
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    rclpy.init(args=args if args is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
+
+
 def run_nodes(factory: Callable[[], list], args: list[str] | None = None, threads: int = 1) -> int:
     """Create the nodes with ``factory()``, spin them until Ctrl-C / shutdown, then clean up.
 
@@ -17,15 +34,8 @@ def run_nodes(factory: Callable[[], list], args: list[str] | None = None, thread
     """
     import rclpy
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
-    from rclpy.signals import SignalHandlerOptions
 
-    # SIGINT arrives as KeyboardInterrupt with the context still valid, so on_shutdown() can still
-    # publish (the encoders flush their last window) before rclpy shuts down. A process started from a
-    # non-interactive shell's background job (`cmd &` in a script) inherits SIGINT *ignored*, and Python
-    # then installs no handler: the node would ignore `ros2 launch`'s stop signal and be killed after
-    # its timeout, without on_shutdown(). SIGINT is therefore always restored to raise KeyboardInterrupt.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    rclpy.init(args=args if args is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
+    init_rclpy(args)
     nodes: list = []
     try:
         nodes = list(factory())
