@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import signal
 
 import numpy as np
 import pytest
@@ -185,10 +186,16 @@ def test_imu_encoder_node_honours_rep145_and_rejects_nan(rclpy_context, executor
 def test_node_started_with_sigint_ignored_still_stops_cleanly_on_sigint(rclpy_context, executor, node_process,
                                                                          ros_msgs):
     """A node launched from a script's background job inherits SIGINT ignored; `ros2 launch` stops nodes
-    with SIGINT, so the runner restores it (before the fix the process had to be SIGKILLed)."""
+    with SIGINT, so the runner restores it (before the fix the process had to be SIGKILLed). SIGUSR1 dumps
+    the node's thread stacks (how the fault tests show where a node hung) and does not stop it."""
     proc = node_process(["-m", "snn_fusion_ros.ros.imu_encoder_node", "--ros-args", "-p",
                          "diagnostics_period_s:=0.2"], sigint_ignored=True)
     lis = Listener(rclpy_context, executor, "imu_encoder")
     assert spin_until(executor, lambda: "encoder" in lis.diag, 20), "the node never published diagnostics"
+    # SIGUSR1 (what the fault tests send a node that hangs) dumps its threads' stacks and changes nothing
+    proc.proc.send_signal(signal.SIGUSR1)
+    spin_until(executor, lambda: False, 1.0)
+    assert proc.proc.poll() is None, "SIGUSR1 stopped the node"
     out = proc.stop(timeout_s=10.0)
     assert proc.proc.returncode == 0, out
+    assert "most recent call first" in out and "spin" in out, out[-2000:]

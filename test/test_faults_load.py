@@ -64,7 +64,7 @@ def _run(model, junk_per_window: int, rss_probe: bool = False):
         executor.shutdown(timeout_sec=2)
         rclpy.try_shutdown(context=ctx)
         leftover = procs.stop()
-        assert not leftover, f"nodes {leftover} ignored SIGINT"
+        assert not leftover, f"nodes {leftover} ignored SIGINT; where they hung:\n{procs.stuck_logs}"
 
 
 def test_malformed_flood_changes_no_valid_result(tmp_path, ros_msgs, record_property):

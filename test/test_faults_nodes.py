@@ -141,4 +141,4 @@ def test_sigkill_and_restart(victim, tmp_path, ros_msgs):
         executor.shutdown(timeout_sec=2)
         rclpy.try_shutdown(context=ctx)
         leftover = procs.stop()
-    assert not leftover, f"{leftover} had to be SIGKILLed at the end"
+    assert not leftover, f"{leftover} had to be SIGKILLed at the end; where they hung:\n{procs.stuck_logs}"

@@ -157,4 +157,4 @@ def test_encoders_on_host_a_fusion_on_host_b_survive_a_link_cut(hosts, tmp_path,
         assert host_b.alive()["fusion"]
     finally:
         left = host_a.stop() + host_b.stop()
-    assert not left, f"{left} ignored SIGINT"
+    assert not left, f"{left} ignored SIGINT; where they hung:\n{host_a.stuck_logs} {host_b.stuck_logs}"

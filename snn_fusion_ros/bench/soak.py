@@ -132,17 +132,25 @@ class Processes:
         return {n: p.poll() is None for n, p in self.procs.items()}
 
     def stop(self, timeout_s: float = 10.0) -> list[str]:
-        """SIGINT every node, SIGKILL what lingers; returns the names of groups that had to be killed."""
+        """SIGINT every node, SIGKILL what lingers; returns the names of groups that had to be killed.
+
+        A process still running at the deadline is first sent SIGUSR1, on which the nodes dump every
+        thread's Python stack to their log (:func:`snn_fusion_ros.ros.runner.init_rclpy`); the end of
+        its log is kept in ``stuck_logs`` so a test can show where it hung."""
         for p in self.procs.values():
             if p.poll() is None:
                 p.send_signal(signal.SIGINT)
         deadline = time.monotonic() + timeout_s
         killed = []
+        self.stuck_logs: dict[str, str] = {}
         for name, p in self.procs.items():
             try:
                 p.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 killed.append(name)
+                p.send_signal(signal.SIGUSR1)
+                time.sleep(1.0)
+                self.stuck_logs[name] = self.log(name)[-6000:]
             try:  # nothing of the group may outlive it
                 os.killpg(p.pid, signal.SIGKILL)
             except ProcessLookupError:

@@ -15,12 +15,16 @@ def init_rclpy(args: list[str] | None = None) -> None:
     non-interactive shell's background job (`cmd &` in a script) inherits SIGINT *ignored*, and Python
     then installs no handler: the process would ignore `ros2 launch`'s stop signal and be killed after
     its timeout, without on_shutdown(). SIGINT is therefore always restored to raise KeyboardInterrupt,
-    and rclpy installs no handler of its own.
+    and rclpy installs no handler of its own. SIGUSR1 dumps every thread's Python stack to stderr
+    (``faulthandler``), for a process that hangs: ``kill -USR1 <pid>``.
     """
+    import faulthandler
+
     import rclpy
     from rclpy.signals import SignalHandlerOptions
 
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     rclpy.init(args=args if args is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
 
 
