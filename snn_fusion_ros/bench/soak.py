@@ -98,6 +98,7 @@ class Processes:
         self.prefix = list(prefix)
         self.procs: dict[str, subprocess.Popen] = {}
         self._logs: dict[str, tempfile.SpooledTemporaryFile] = {}
+        self.stuck_logs: dict[str, str] = {}  # set by stop(): the log ends of processes that ignored SIGINT
 
     def start(self, name: str) -> subprocess.Popen:
         log = tempfile.TemporaryFile(mode="w+")
@@ -142,7 +143,7 @@ class Processes:
                 p.send_signal(signal.SIGINT)
         deadline = time.monotonic() + timeout_s
         killed = []
-        self.stuck_logs: dict[str, str] = {}
+        self.stuck_logs = {}
         for name, p in self.procs.items():
             try:
                 p.wait(timeout=max(0.1, deadline - time.monotonic()))
