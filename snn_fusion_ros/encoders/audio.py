@@ -78,9 +78,15 @@ MAX_RESAMPLE_FACTOR = 8192
 
 
 def resample_factors(rate_in: int, rate_out: int) -> tuple[int, int]:
-    """The reduced rate ratio ``(up, down)`` = ``rate_out / rate_in`` in lowest terms."""
+    """The reduced rate ratio ``(up, down)`` = ``rate_out / rate_in`` in lowest terms; ``ValueError`` when a
+    factor exceeds :data:`MAX_RESAMPLE_FACTOR` (the resampling filter would be too long to design)."""
     g = gcd(int(rate_in), int(rate_out))
-    return int(rate_out) // g, int(rate_in) // g
+    up, down = int(rate_out) // g, int(rate_in) // g
+    if max(up, down) > MAX_RESAMPLE_FACTOR:
+        raise ValueError(f"rate ratio {rate_out}/{rate_in} Hz reduces to {up}/{down}, whose resampling filter would "
+                         f"need {20 * max(up, down) + 1} taps; supported: ratios whose reduced factors are <= "
+                         f"{MAX_RESAMPLE_FACTOR} (every standard audio rate)")
+    return up, down
 
 @dataclass(frozen=True)
 class AudioEncoderConfig(DelayTapsConfig):
@@ -300,10 +306,6 @@ class StreamingResampler:
 
     def __init__(self, rate_in: int, rate_out: int) -> None:
         self.up, self.down = resample_factors(rate_in, rate_out)
-        if max(self.up, self.down) > MAX_RESAMPLE_FACTOR:
-            raise ValueError(f"rate ratio {rate_out}/{rate_in} Hz reduces to {self.up}/{self.down}: factors above "
-                             f"{MAX_RESAMPLE_FACTOR} are not supported (the filter would need "
-                             f"{20 * max(self.up, self.down) + 1} taps)")
         self.identity = self.up == self.down == 1
         if not self.identity:
             half = 10 * max(self.up, self.down)
@@ -423,13 +425,10 @@ class AudioEncoder(StreamingEncoder):
             raise self._reject("bad_encoding", f"samples dtype {samples.dtype}; expected float (full scale 1.0)")
         if not 0 < sample_rate_hz <= MAX_INPUT_RATE_HZ:  # the resampler's filter grows with the rate ratio
             raise self._reject("out_of_range", f"sample_rate_hz={sample_rate_hz}; expected 1 .. {MAX_INPUT_RATE_HZ}")
-        up, down = resample_factors(sample_rate_hz, self.config.sample_rate_hz)
-        if max(up, down) > MAX_RESAMPLE_FACTOR:  # checked before any state changes, like every refusal
-            raise self._reject("out_of_range", f"sample_rate_hz={sample_rate_hz}: its ratio to "
-                                               f"{self.config.sample_rate_hz} Hz reduces to {up}/{down}, whose "
-                                               f"resampling filter would need {20 * max(up, down) + 1} taps; "
-                                               f"supported: ratios whose reduced factors are <= {MAX_RESAMPLE_FACTOR} "
-                                               f"(every standard audio rate)")
+        try:  # checked before any state changes, like every refusal
+            resample_factors(sample_rate_hz, self.config.sample_rate_hz)
+        except ValueError as exc:
+            raise self._reject("out_of_range", f"sample_rate_hz={sample_rate_hz}: {exc}") from None
         if not np.all(np.isfinite(samples)):
             raise self._reject("non_finite", f"{int(np.count_nonzero(~np.isfinite(samples)))} NaN/inf samples")
         x = samples.astype(np.float64)
