@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from conftest import spin_until
 
+from snn_fusion_ros.ros.convert import stamp_to_ns
+
 pytestmark = pytest.mark.ros
 
 W = 50_000_000
@@ -82,7 +84,7 @@ def test_aligned_windows_are_classified_in_order_with_sensor_stamps(rclpy_contex
         for m in ("imu", "audio", "dvs"):  # arrival order differs from modality order
             rig.send(m, k)
     assert rig.wait_results(5), f"got {len(rig.results)} classifications"
-    stamps = [r.header.stamp.sec * 10**9 + r.header.stamp.nanosec for r in rig.results]
+    stamps = [stamp_to_ns(r.header.stamp) for r in rig.results]
     assert stamps == [(k + 1) * W for k in range(5)]
     r = rig.results[0]
     assert list(r.modalities_used) == ["audio", "dvs", "imu"]
@@ -107,14 +109,14 @@ def test_a_burst_longer_than_spikes_queue_depth_evicts_windows_unless_the_depth_
     time.sleep(0.5)  # every sample reaches the readers' histories before the first take
     if depth >= n:
         assert rig.wait_results(n), f"got {len(rig.results)} of {n}"
-        stamps = [r.header.stamp.sec * 10**9 + r.header.stamp.nanosec for r in rig.results]
+        stamps = [stamp_to_ns(r.header.stamp) for r in rig.results]
         assert stamps == [(k + 1) * W for k in range(n)]
         assert all(len(r.modalities_used) == 3 for r in rig.results)
     else:
         rig.wait_results(n, timeout=3.0)
         full = [r for r in rig.results if len(r.modalities_used) == 3]
         assert len(full) <= depth < n, (len(full), len(rig.results))  # the oldest windows were evicted
-        stamps = [r.header.stamp.sec * 10**9 + r.header.stamp.nanosec for r in full]
+        stamps = [stamp_to_ns(r.header.stamp) for r in full]
         assert stamps[-1] == n * W  # ... and the newest kept
 
 
