@@ -53,13 +53,37 @@ def test_merged_readout_is_the_sum_of_the_members(delay):
         # each member's modality populations stay its own: a missing modality is still all-zero input
         x_no_dvs = dict(x, dvs=torch.zeros_like(x["dvs"]))
         torch.testing.assert_close(merged(x_no_dvs), sum(m(x_no_dvs) for m in members), atol=1e-4, rtol=1e-5)
-    # streaming (the nodes' path) gives the summed membranes' softmax, window by window
+    # streaming (the nodes' path, one product per member block) gives the summed membranes' softmax
+    assert merged._inference_weights()["fuse"].n_blocks == 3
     s = BASE.steps_per_window
     merged.reset()
     for w in range(4):
         probs = merged.step({m: a[0, w * s:(w + 1) * s].numpy().astype(bool) for m, a in x.items()})
         ref = torch.softmax(total[0, (w + 1) * s - 1], dim=-1).numpy()
         np.testing.assert_allclose(probs, ref, atol=1e-5)
+
+
+def _stream_ends(net: FusionNet, x: dict[str, torch.Tensor], windows: int) -> np.ndarray:
+    s = net.config.steps_per_window
+    net.reset()
+    return np.stack([net.step_values({m: a[0, w * s:(w + 1) * s].numpy().astype(bool) for m, a in x.items()})
+                     for w in range(windows)])
+
+
+def test_streaming_follows_in_place_weight_changes_across_member_blocks():
+    """The step's cached block products are rebuilt when w_fuse changes in place (as online STDP does):
+    a synapse written between two members' blocks joins them, and streaming still equals forward."""
+    merged = merge_networks([_random_net(1), _random_net(2)])
+    x = _inputs(BASE, 1, 40, seed=8)
+    before = _stream_ends(merged, x, 4)
+    assert merged._inference_weights()["fuse"].n_blocks == 2
+    with torch.no_grad():
+        merged.w_fuse.add_(0.3)  # every fusion neuron now reads every hidden neuron of both members
+        ref = merged.window_end_values(merged(x))[0].numpy()
+    after = _stream_ends(merged, x, 4)
+    assert merged._inference_weights()["fuse"].n_blocks == 1
+    assert not np.allclose(before, after, atol=1e-3), "the change must matter for the test to see a stale cache"
+    np.testing.assert_allclose(after, ref[:4], rtol=1e-4, atol=1e-4)
 
 
 def test_only_population_sizes_and_seed_may_differ():
@@ -132,3 +156,20 @@ def test_merge_cli_refuses_members_that_do_not_fit(trained_members, tmp_path, ca
                    "--validate"])
     assert rc == 1 and "one data build" in capsys.readouterr().err
     assert not (tmp_path / "o").exists(), "nothing is written when the merge is refused"
+
+
+def test_bench_measures_the_structured_step_against_dense_products(trained_members, tmp_path):
+    """``snn-fusion bench backends``' baseline row: the same torch step with dense products, on the same
+    windows, takes the same decisions; a merged network of two members has two fusion blocks."""
+    from snn_fusion_ros.bench.backends import _dense_products, _windows, rows
+
+    cfg, paths = trained_members
+    merged = merge_networks([load_artifact(p).build_model() for p in paths])
+    art = load_artifact(save_artifact(tmp_path / "m2", merged, CLASSES, {}))
+    seqs, _ = _windows(art, 3, 4)
+    got = _dense_products(art, seqs)
+    assert got["fusion_blocks"] == 2
+    assert got["decision_agreement"] == 1.0 and got["max_abs_prob_diff"] < 1e-5
+    assert {"step_ms_p50", "step_ms_p99"} <= got["dense"].keys() and got["structured"].keys() == got["dense"].keys()
+    [row] = [r for r in rows({"torch_dense_products": got}) if "structured" in r.figure]
+    assert row.baseline == "same step, dense products" and row.baseline_value == got["dense"]["step_ms_p50"]

@@ -92,6 +92,7 @@ def measure(args) -> dict[str, Any]:
             _, t = run_backend(be, seqs)
             threads[str(n)] = _stats(t)["step_ms_p50"]
         out["torch_threads_step_ms_p50"] = threads
+        out["torch_dense_products"] = _dense_products(art, seqs)
         ref_probs: np.ndarray | None = None
         ref_dec = None
         for name in ORDER:
@@ -124,6 +125,29 @@ def measure(args) -> dict[str, Any]:
                     be.close()
         out["torch_cuda"] = _torch_cuda(art, seqs, ref_probs)
         out["torch_num_threads"] = torch.get_num_threads()
+    return out
+
+
+def _dense_products(art, seqs) -> dict[str, Any]:
+    """The torch step with every product dense (``FusionNet.structured_step = False``): the baseline of
+    the structured step (independent blocks of a merged network's ``w_fuse``, CSR recurrence)."""
+    from snn_fusion_ros.backends.registry import create_backend
+
+    out: dict[str, Any] = {}
+    for structured in (False, True):
+        be = create_backend("torch", num_threads=1)
+        try:
+            be.load(art)
+            be.model.structured_step = structured
+            probs, t = run_backend(be, seqs)
+            out["structured" if structured else "dense"] = {**_stats(t), "probs": probs}
+            if structured:
+                out["fusion_blocks"] = be.model._inference_weights()["fuse"].n_blocks
+        finally:
+            be.close()
+    dense, structured = out["dense"].pop("probs"), out["structured"].pop("probs")
+    out["decision_agreement"] = float((dense.argmax(1) == structured.argmax(1)).mean())
+    out["max_abs_prob_diff"] = float(np.abs(dense - structured).max())
     return out
 
 
@@ -179,6 +203,13 @@ def rows(result: dict[str, Any]) -> list[Row]:
             a = cu["decision_agreement_vs_torch"]
             out.append(Row("backends", "torch cuda decision agreement", a, "fraction", "torch on the CPU", 1.0, a,
                            f"max |p - p_cpu| {cu['max_abs_prob_diff_vs_torch']:.2g}"))
+    dp = result.get("torch_dense_products", {})
+    if "dense" in dp:
+        v, b = dp["structured"]["step_ms_p50"], dp["dense"]["step_ms_p50"]
+        out.append(Row("backends", "torch window step p50, structured products", v, "ms",
+                       "same step, dense products", b, v / b if b else None,
+                       f"{dp['fusion_blocks']} fusion block(s); decisions agree on {dp['decision_agreement']:.3f}, "
+                       f"max |p diff| {dp['max_abs_prob_diff']:.2g}"))
     th = result.get("torch_threads_step_ms_p50", {})
     if "1" in th and "2" in th:
         out.append(Row("backends", "torch window step p50, 2 threads", th["2"], "ms", "1 thread", th["1"],

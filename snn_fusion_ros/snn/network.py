@@ -30,11 +30,13 @@ Weights (the tensors saved in a model artifact), float32:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
 
 from snn_fusion_ros.errors import InputRejected
+from snn_fusion_ros.snn.blocks import BlockProduct, recurrent_operator
 from snn_fusion_ros.snn.config import FusionNetConfig
 from snn_fusion_ros.snn.cuba_lif import CubaLIF
 from snn_fusion_ros.snn.leaky_integrator import CubaLI
@@ -84,11 +86,13 @@ class FusionNet(torch.nn.Module):
         self._s_prev: torch.Tensor | None = None  # hidden spikes of the previous step (B, 3H)
         self._in_prev: torch.Tensor | None = None  # input current of the previous step (B, 3H), delay 1
         self._out_prev: torch.Tensor | None = None  # readout input current of the previous step (B, C)
-        self._cache_key: tuple | None = None
-        self._cache: dict[str, torch.Tensor] = {}
+        self._cache_keys: dict[str, tuple] = {}
+        self._cache: dict[str, Any] = {}
         self._in_buf = np.zeros((c.steps_per_window, sum(c.input_sizes.values())), dtype=np.float32)
         #: when True, :meth:`step` keeps the last window's spikes in :attr:`last_spikes` (for online STDP)
         self.record_spikes = False
+        #: when False, :meth:`step` uses plain dense products (the baseline of ``snn-fusion bench backends``)
+        self.structured_step = True
         self.last_spikes: dict[str, np.ndarray] = {}
 
     # ------------------------------------------------------------------ weights
@@ -236,16 +240,31 @@ class FusionNet(torch.nn.Module):
                 raise InputRejected("bad_shape", f"{m} window has shape {a.shape}, expected {(steps, sizes[m])}")
         return steps
 
-    def _inference_weights(self) -> dict[str, torch.Tensor]:
-        params = [self.w_in[m] for m in MODALITIES] + [self.w_rec[m] for m in MODALITIES]
-        params += [self.rec_mask(m) for m in MODALITIES] + [self.w_fuse, self.w_out]
-        key = tuple((id(p), p._version) for p in params)
-        if key != self._cache_key:
-            with torch.no_grad():
+    def _inference_weights(self) -> dict[str, Any]:
+        """Weights of the streaming step: ``w_in_t`` (sum N, 3H), ``rec`` the recurrent operator
+        (:func:`recurrent_operator`), ``fuse`` and ``out`` :class:`BlockProduct` s of ``w_fuse`` and ``w_out``.
+
+        Each entry is rebuilt only when one of its parameters changes. While spikes are recorded for
+        online STDP, which rewrites ``w_fuse`` after every window, the fusion product skips the block
+        search (dense matmul), so a window costs no graph analysis. With :attr:`structured_step` False
+        every product is dense (same sums up to float rounding order).
+        """
+        hidden = [self.w_in[m] for m in MODALITIES] + [self.w_rec[m] for m in MODALITIES]
+        hidden += [self.rec_mask(m) for m in MODALITIES]
+        structured = self.structured_step
+        keys = {"hidden": (*_versions(hidden), structured),
+                "fuse": (*_versions([self.w_fuse]), structured and not self.record_spikes),
+                "out": (*_versions([self.w_out]), structured)}
+        with torch.no_grad():
+            if self._cache_keys.get("hidden") != keys["hidden"]:
                 w_in, w_rec = self.block_weights()
-                self._cache = {"w_in_t": w_in.T.contiguous(), "w_rec": w_rec.contiguous(),
-                               "w_fuse": self.w_fuse.detach().clone(), "w_out_t": self.w_out.detach().T.contiguous()}
-            self._cache_key = key
+                self._cache["w_in_t"] = w_in.T.contiguous()
+                self._cache["rec"] = recurrent_operator(w_rec) if structured else w_rec.contiguous()
+            if self._cache_keys.get("fuse") != keys["fuse"]:
+                self._cache["fuse"] = BlockProduct(self.w_fuse, find_blocks=keys["fuse"][-1])
+            if self._cache_keys.get("out") != keys["out"]:
+                self._cache["out"] = BlockProduct(self.w_out, find_blocks=structured)
+        self._cache_keys = keys
         return self._cache
 
     def step(self, spikes: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -259,7 +278,13 @@ class FusionNet(torch.nn.Module):
         return softmax_np(v_end)
 
     def step_values(self, spikes: Mapping[str, np.ndarray]) -> np.ndarray:
-        """Like :meth:`step` but returns the raw readout membrane at the window end (C,) float32."""
+        """Like :meth:`step` but returns the raw readout membrane at the window end (C,) float32.
+
+        The same equations as :meth:`forward`, ordered for one window at a time: only the recurrent
+        hidden layer needs a per-step matrix product (sparse on the CPU, :mod:`~snn_fusion_ros.snn.blocks`);
+        the fusion and readout currents of the whole window are one product each (block by block for a
+        merged network), and their neurons are element-wise per step.
+        """
         buf = self._in_buf
         off = 0
         for m, n in self.config.input_sizes.items():
@@ -276,50 +301,50 @@ class FusionNet(torch.nn.Module):
             cur_in = x @ w["w_in_t"]  # (T, 3H)
             delayed = self.config.synaptic_delay_steps == 1
             hid, fus, ro = self.hidden, self.fusion, self.readout
-            nh = cur_in.shape[1]
+            nh, nf, nc = cur_in.shape[1], w["fuse"].shape[0], w["out"].shape[0]
             if not hid.state or hid.state["mem"].shape != (1, nh):
                 self.reset()
                 hid.ensure_state(cur_in[:1])
-                fus.ensure_state(torch.zeros(1, w["w_fuse"].shape[0], device=dev))
-                ro.ensure_state(torch.zeros(1, w["w_out_t"].shape[1], device=dev))
+                fus.ensure_state(torch.zeros(1, nf, device=dev))
+                ro.ensure_state(torch.zeros(1, nc, device=dev))
                 self._s_prev = torch.zeros(1, nh, device=dev)
             if delayed:
                 cur_in, self._in_prev = _delay_one(cur_in[None], self._in_prev)
                 cur_in = cur_in[0]
-            s = self._s_prev[0]
-            h_syn, h_mem = hid.state["syn"][0], hid.state["mem"][0]
-            f_syn, f_mem = fus.state["syn"][0], fus.state["mem"][0]
-            thr = hid.threshold
-            zero_reset = hid.reset_mechanism == "zero"
-            a, b = hid.alpha, hid.beta
-            w_rec, w_fuse = w["w_rec"], w["w_fuse"]
             t_len = cur_in.shape[0]
-            sf_all = torch.empty(t_len, w_fuse.shape[0], device=dev)
-            sh_all = torch.empty(t_len, nh, device=dev) if self.record_spikes else None
-            s_in_f = s  # hidden spikes of the previous step (fusion input with delay 1)
+            zero_reset = hid.reset_mechanism == "zero"
+            a, b, thr = hid.alpha, hid.beta, hid.threshold
+            # hidden layer; sh[0] = spikes of the step before the window, sh[t + 1] = spikes of step t
+            sh = torch.empty(t_len + 1, nh, device=dev)
+            sh[0] = s = self._s_prev[0]
+            h_syn, h_mem = hid.state["syn"][0], hid.state["mem"][0]
+            rec = w["rec"]
             for t in range(t_len):
-                h_syn = torch.addmv(cur_in[t], w_rec, s, beta=1.0).add_(h_syn, alpha=a)
+                h_syn = (rec @ s).add_(cur_in[t]).add_(h_syn, alpha=a)
                 h_mem = h_mem.mul(b).add_(h_syn)
                 s = (h_mem > thr).float()
                 h_mem = h_mem * (1.0 - s) if zero_reset else h_mem - s * thr
-                f_syn = torch.mv(w_fuse, s_in_f if delayed else s).add_(f_syn, alpha=a)
-                s_in_f = s
+                sh[t + 1] = s
+            hid.state["syn"], hid.state["mem"] = h_syn[None], h_mem[None]
+            self._s_prev = s[None]
+            # fusion layer: input of step t = hidden spikes of step t - 1 (delayed) or t
+            cur_f = w["fuse"](sh[:-1] if delayed else sh[1:])  # (T, F)
+            f_syn, f_mem = fus.state["syn"][0], fus.state["mem"][0]
+            sf_all = torch.empty(t_len, nf, device=dev)
+            for t in range(t_len):
+                f_syn = cur_f[t].add(f_syn, alpha=a)
                 f_mem = f_mem.mul(b).add_(f_syn)
                 sf = (f_mem > thr).float()
                 f_mem = f_mem * (1.0 - sf) if zero_reset else f_mem - sf * thr
                 sf_all[t] = sf
-                if sh_all is not None:
-                    sh_all[t] = s
-            cur_out_t = sf_all @ w["w_out_t"]
+            fus.state["syn"], fus.state["mem"] = f_syn[None], f_mem[None]
+            cur_out_t = w["out"](sf_all)  # (T, C)
             if delayed:
                 cur_out_t, self._out_prev = _delay_one(cur_out_t[None], self._out_prev)
                 cur_out_t = cur_out_t[0]
             cur_out = cur_out_t.cpu().numpy()
-            if sh_all is not None:
-                self.last_spikes = {"hidden": sh_all.cpu().numpy() > 0, "fusion": sf_all.cpu().numpy() > 0}
-            hid.state["syn"], hid.state["mem"] = h_syn[None], h_mem[None]
-            fus.state["syn"], fus.state["mem"] = f_syn[None], f_mem[None]
-            self._s_prev = s[None]
+            if self.record_spikes:
+                self.last_spikes = {"hidden": sh[1:].cpu().numpy() > 0, "fusion": sf_all.cpu().numpy() > 0}
             r_syn = ro.state["syn"][0].cpu().numpy().copy()
             r_mem = ro.state["mem"][0].cpu().numpy().copy()
             for t in range(t_len):
@@ -328,6 +353,12 @@ class FusionNet(torch.nn.Module):
             ro.state["syn"] = torch.from_numpy(r_syn.astype(np.float32))[None].to(dev)
             ro.state["mem"] = torch.from_numpy(r_mem.astype(np.float32))[None].to(dev)
         return r_mem.astype(np.float32)
+
+
+def _versions(params: list[torch.Tensor]) -> tuple:
+    """Identity, storage and in-place version of each tensor: changes whenever one is replaced, moved
+    (``module.to(device)`` swaps a parameter's data) or written in place."""
+    return tuple((id(p), p.data_ptr(), p._version) for p in params)
 
 
 def _delay_one(seq: torch.Tensor, prev: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
