@@ -163,7 +163,7 @@ def test_bench_measures_the_structured_step_against_dense_products(trained_membe
     windows, takes the same decisions; a merged network of two members has two fusion blocks."""
     from snn_fusion_ros.bench.backends import _dense_products, _windows, rows
 
-    cfg, paths = trained_members
+    _cfg, paths = trained_members
     merged = merge_networks([load_artifact(p).build_model() for p in paths])
     art = load_artifact(save_artifact(tmp_path / "m2", merged, CLASSES, {}))
     seqs, _ = _windows(art, 3, 4)
