@@ -2,9 +2,50 @@
 
 from __future__ import annotations
 
+import faulthandler
+import os
 import signal
 import sys
+import threading
 from collections.abc import Callable
+
+#: seconds the middleware teardown (destroying the nodes, shutting rclpy down) may take after every
+#: node's ``on_shutdown()`` has run; past it the process logs where it hung and exits (see run_nodes)
+TEARDOWN_DEADLINE_S = 3.0
+
+
+def bounded_teardown(teardown: Callable[[], None], deadline_s: float, log: Callable[[str], None],
+                     exit_fn: Callable[[int], object] = os._exit) -> bool:
+    """Run ``teardown()`` in this thread; if it has not returned after ``deadline_s``, a watchdog
+    thread logs a warning, dumps every thread's stack to stderr and calls ``exit_fn(0)``.
+
+    Returns True when ``teardown`` finished in time (the watchdog never fired). ``exit_fn`` is
+    ``os._exit`` in a node process: the hung thread is inside the middleware's C code, where no Python
+    exception can reach it.
+    """
+    fired = threading.Event()
+
+    def expire() -> None:
+        fired.set()
+        log(f"middleware teardown still running after {deadline_s:g} s (destroying the nodes / rclpy shutdown); "
+            "every node has already run on_shutdown(), so the process exits without waiting for it; "
+            "thread stacks follow on stderr")
+        faulthandler.dump_traceback(all_threads=True)
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        exit_fn(0)
+
+    timer = threading.Timer(deadline_s, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        teardown()
+    finally:
+        timer.cancel()
+    return not fired.is_set()
 
 
 def init_rclpy(args: list[str] | None = None) -> None:
@@ -18,8 +59,6 @@ def init_rclpy(args: list[str] | None = None) -> None:
     and rclpy installs no handler of its own. SIGUSR1 dumps every thread's Python stack to stderr
     (``faulthandler``), for a process that hangs: ``kill -USR1 <pid>``.
     """
-    import faulthandler
-
     import rclpy
     from rclpy.signals import SignalHandlerOptions
 
@@ -35,6 +74,13 @@ def run_nodes(factory: Callable[[], list], args: list[str] | None = None, thread
     parameters are invalid raises ValueError (or FileNotFoundError for a missing model) in its
     constructor: the error is logged and the process exits with status 2 (nothing half-started).
     Each node's ``on_shutdown()``, if it has one, runs before it is destroyed.
+
+    The teardown after that (``destroy_node``, ``rclpy.try_shutdown``) has :data:`TEARDOWN_DEADLINE_S`
+    seconds (:func:`bounded_teardown`): DDS middleware can deadlock while destroying an entity (seen here
+    about once in 40 restarts of a node whose peers had been SIGKILLed and restarted: the process stuck
+    in the type-description service's destruction), and a node that never exits after SIGINT holds up
+    ``ros2 launch`` until it is SIGKILLed. Past the deadline the process logs a warning with every
+    thread's stack and exits with status 0 (its own work, on_shutdown, is done).
     """
     import rclpy
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
@@ -57,8 +103,13 @@ def run_nodes(factory: Callable[[], list], args: list[str] | None = None, thread
             shutdown = getattr(node, "on_shutdown", None)
             if shutdown is not None:
                 shutdown()
-            node.destroy_node()
-        rclpy.try_shutdown()
+
+        def teardown() -> None:
+            for node in nodes:
+                node.destroy_node()
+            rclpy.try_shutdown()
+
+        bounded_teardown(teardown, TEARDOWN_DEADLINE_S, rclpy.logging.get_logger("snn_fusion_ros").warning)
     return 0
 
 
