@@ -94,6 +94,15 @@ def test_eval_json_schema_and_report(tiny_model, quick_key, tmp_path, capsys):
     for key, total in (("audio_alone", res["modality_accuracy"]["audio"]), ("fused", res["fused_accuracy"])):
         assert sum(v["n"] * v[key] for v in spk.values()) == pytest.approx(total * 44)
     assert np.trace(cm) == round(res["fused_accuracy"] * 44)
+    # every accuracy has its 95 % interval, which holds the accuracy itself
+    ci = res["accuracy_ci95"]
+    pairs = [(ci["fused"], res["fused_accuracy"]), (ci["backend"]["nir"], res["backend_accuracy"]["nir"])]
+    for group, key in (("modality", "modality_accuracy"), ("missing_modality", "missing_modality_accuracy"),
+                       ("noise", "noise_accuracy")):
+        assert set(ci[group]) == set(res[key])
+        pairs += [(ci[group][k], v) for k, v in res[key].items()]
+    for (lo, hi), acc in pairs:
+        assert 0.0 <= lo <= acc <= hi <= 1.0 and hi - lo > 0.05  # 44 samples cannot pin an accuracy down
     for name in ("confusion_matrix.png", "raster_audio.png", "raster_dvs.png", "raster_imu.png"):
         f = tmp_path / "rep" / name
         assert f.is_file() and f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
@@ -104,7 +113,25 @@ def test_backend_subset_is_recorded(tiny_model, quick_key, capsys):
                  "--backend-samples", "torch=5", "--no-noise", "--no-progress"], capsys)
     d = res["backend_details"]["torch"]
     assert d["n_samples"] == 5 and d["subset"] is True and "first 5" in d["subset_rule"]
-    assert "noise_accuracy" not in res
+    assert "noise_accuracy" not in res and "noise" not in res["accuracy_ci95"]
+    # the backend's interval is over the 5 samples it ran, wider than the fused row's over 44
+    lo, hi = res["accuracy_ci95"]["backend"]["torch"]
+    f_lo, f_hi = res["accuracy_ci95"]["fused"]
+    assert hi - lo > f_hi - f_lo
+
+
+@pytest.mark.unit
+def test_proportion_ci95_known_values():
+    from snn_fusion_ros.snn.evaluate import proportion_ci95
+
+    # Clopper-Pearson: 0 of n -> [0, 1 - 0.025 ** (1 / n)]; n of n -> [0.025 ** (1 / n), 1]
+    assert proportion_ci95(0, 10) == pytest.approx([0.0, 1 - 0.025 ** 0.1])
+    assert proportion_ci95(10, 10) == pytest.approx([0.025 ** 0.1, 1.0])
+    lo, hi = proportion_ci95(376, 397)  # 94.71 %, the shipped model's audio-missing row
+    assert lo == pytest.approx(0.9203, abs=2e-4) and hi == pytest.approx(0.9670, abs=2e-4)
+    assert proportion_ci95(0, 0) is None
+    with pytest.raises(ValueError):
+        proportion_ci95(11, 10)
 
 
 def test_user_folders(tiny_model, quick_key, tmp_path, capsys):

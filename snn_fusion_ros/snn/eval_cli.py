@@ -144,14 +144,19 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(json.dumps(res, indent=1, sort_keys=True) + "\n")
     else:
+        ci = res["accuracy_ci95"]
+
+        def interval(c: list[float] | None) -> str:
+            return f" (95 % CI {c[0]:.4f}-{c[1]:.4f})" if c else ""
+
         sys.stdout.write(f"model {res['model_version']} on {res['n_test']} test samples (build {key})\n")
-        sys.stdout.write(f"fused accuracy {res['fused_accuracy']:.4f}\n")
+        sys.stdout.write(f"fused accuracy {res['fused_accuracy']:.4f}{interval(ci['fused'])}\n")
         for k, v in res["modality_accuracy"].items():
-            sys.stdout.write(f"  {k} alone {v:.4f}\n")
+            sys.stdout.write(f"  {k} alone {v:.4f}{interval(ci['modality'][k])}\n")
         for k, v in res["missing_modality_accuracy"].items():
-            sys.stdout.write(f"  missing {k} {v:.4f}\n")
+            sys.stdout.write(f"  missing {k} {v:.4f}{interval(ci['missing_modality'][k])}\n")
         for k, v in res.get("noise_accuracy", {}).items():
-            sys.stdout.write(f"  noisy {k} {v:.4f}\n")
+            sys.stdout.write(f"  noisy {k} {v:.4f}{interval(ci['noise'][k])}\n")
         for k, v in res["backend_accuracy"].items():
             d = res["backend_details"].get(k, {})
             lat = res["latency_ms_per_step"].get(k, {})

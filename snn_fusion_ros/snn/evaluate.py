@@ -21,7 +21,13 @@ Metrics (accuracy = fraction of test samples whose decision equals the label):
   (the first ``n`` of the stored test order, recorded in ``backend_details[b]``), where
   ``torch_accuracy_same_samples`` and ``agreement_with_torch`` compare it with the reference;
 * ``latency_ms_per_step``: wall time of one ``Backend.step`` (one 10-step window, batch 1),
-  median and 95th percentile over the windows stepped.
+  median and 95th percentile over the windows stepped;
+* ``accuracy_ci95``: for every accuracy above (``fused``, ``modality``, ``missing_modality``, ``noise``,
+  ``backend``), the exact (Clopper-Pearson) 95 % confidence interval ``[low, high]`` of the accuracy on
+  samples like the test split's, from the number of correct decisions and the samples scored. With
+  397 test samples a row near 95 % is known to about +-2.3 pp. All rows score the same samples, so
+  the intervals of two rows (or of two models on this split) are not independent: a difference
+  between them needs a paired test on the decisions, not a comparison of intervals.
 """
 
 from __future__ import annotations
@@ -198,9 +204,42 @@ def evaluate(artifact: Any, test: EvalInputs, noisy: EvalInputs | None = None,
     out["backend_accuracy"] = acc_b
     out["backend_details"] = details
     out["latency_ms_per_step"] = latency
+    out["accuracy_ci95"] = accuracy_intervals(out)
     if report_dir is not None:
         out["report_files"] = write_report(Path(report_dir), cm, list(artifact.class_names), test.inputs, labels,
                                            artifact.config.step_ms)
+    return out
+
+
+def proportion_ci95(correct: int, n: int) -> list[float] | None:
+    """Exact (Clopper-Pearson) 95 % interval ``[low, high]`` of a proportion with ``correct`` of ``n``;
+    None when ``n`` is 0."""
+    from scipy.stats import binomtest
+
+    if n <= 0:
+        return None
+    if not 0 <= correct <= n:
+        raise ValueError(f"correct={correct} outside [0, {n}]")
+    ci = binomtest(int(correct), int(n)).proportion_ci(confidence_level=0.95, method="exact")
+    return [float(ci.low), float(ci.high)]
+
+
+def accuracy_intervals(res: dict[str, Any]) -> dict[str, Any]:
+    """``accuracy_ci95`` of an :func:`evaluate` result (see the module docstring)."""
+    n = int(res["n_test"])
+
+    def ci(acc: float | None, k: int = n) -> list[float] | None:
+        if acc is None or not np.isfinite(acc):
+            return None
+        return proportion_ci95(round(acc * k), k)
+
+    out: dict[str, Any] = {"fused": ci(res["fused_accuracy"]),
+                           "modality": {m: ci(a) for m, a in res["modality_accuracy"].items()},
+                           "missing_modality": {k: ci(a) for k, a in res["missing_modality_accuracy"].items()}}
+    if "noise_accuracy" in res:
+        out["noise"] = {k: ci(a) for k, a in res["noise_accuracy"].items()}
+    out["backend"] = {b: ci(a, int(res["backend_details"].get(b, {}).get("n_samples", 0)))
+                      for b, a in res["backend_accuracy"].items()}
     return out
 
 
