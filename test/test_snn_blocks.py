@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from snn_fusion_ros.snn.blocks import BlockProduct, independent_blocks, recurrent_operator
+from snn_fusion_ros.snn.blocks import CSR_MIN_ROWS, BlockProduct, independent_blocks, recurrent_operator
 
 pytestmark = pytest.mark.unit
 
@@ -70,12 +70,14 @@ def test_block_product_of_a_dense_matrix_is_one_matmul():
     torch.testing.assert_close(prod(x), x @ w.T)
 
 
-def test_recurrent_operator_is_csr_when_sparse_and_dense_otherwise():
+def test_recurrent_operator_is_csr_when_large_and_sparse_and_dense_otherwise():
     g = torch.Generator().manual_seed(4)
-    w = torch.randn(50, 50, generator=g)
-    sparse_w = w * (torch.rand(50, 50, generator=g) < 0.1)
-    s = (torch.rand(50, generator=g) < 0.3).float()
+    n = CSR_MIN_ROWS
+    w = torch.randn(n, n, generator=g)
+    sparse_w = w * (torch.rand(n, n, generator=g) < 0.1)
+    s = (torch.rand(n, generator=g) < 0.3).float()
     op = recurrent_operator(sparse_w)
     assert op.layout == torch.sparse_csr
     torch.testing.assert_close(op @ s, sparse_w @ s, atol=1e-5, rtol=1e-6)
-    assert recurrent_operator(w).layout == torch.strided
+    assert recurrent_operator(w).layout == torch.strided  # dense
+    assert recurrent_operator(sparse_w[:-1, :-1]).layout == torch.strided  # too small to gain
