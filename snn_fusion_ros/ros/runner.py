@@ -76,11 +76,11 @@ def run_nodes(factory: Callable[[], list], args: list[str] | None = None, thread
     Each node's ``on_shutdown()``, if it has one, runs before it is destroyed.
 
     The teardown after that (``destroy_node``, ``rclpy.try_shutdown``) has :data:`TEARDOWN_DEADLINE_S`
-    seconds (:func:`bounded_teardown`): DDS middleware can deadlock while destroying an entity (seen here
-    about once in 40 restarts of a node whose peers had been SIGKILLed and restarted: the process stuck
-    in the type-description service's destruction), and a node that never exits after SIGINT holds up
-    ``ros2 launch`` until it is SIGKILLed. Past the deadline the process logs a warning with every
-    thread's stack and exits with status 0 (its own work, on_shutdown, is done).
+    seconds (:func:`bounded_teardown`): DDS middleware can deadlock while destroying an entity (seen once
+    in 12 back-to-back runs of test_faults_nodes.py, whose peers are SIGKILLed and restarted: an encoder
+    stuck in the type-description service's destruction inside ``destroy_node``), and a node that never
+    exits after SIGINT holds up ``ros2 launch`` until it is SIGKILLed. Past the deadline the process
+    logs a warning with every thread's stack and exits with status 0 (its own work, on_shutdown, is done).
     """
     import rclpy
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
