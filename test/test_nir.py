@@ -136,6 +136,32 @@ def test_runner_rejects_unsupported_nodes_and_missing_dt():
         NIRGraphRunner(g2, dt_s=0.001, neurons="brian")
 
 
+def test_runner_applies_large_sparse_weights_as_csr_with_the_same_result():
+    """A large, mostly-zero Linear (block-diagonal populations, a merged network's member blocks) runs as
+    a CSR matrix; the outputs equal the dense product, and a small or dense weight stays an array."""
+    from scipy.sparse import issparse
+
+    from snn_fusion_ros.backends.nir_backend import SPARSE_MIN_SIZE
+
+    rng = np.random.default_rng(5)
+    n = int(np.ceil(np.sqrt(SPARSE_MIN_SIZE)))
+    w_sparse = rng.normal(size=(n, n)) * (rng.random((n, n)) < 0.05)
+    w_small = rng.normal(size=(8, n)) * (rng.random((8, n)) < 0.05)
+    g = nir.NIRGraph(nodes={"in": nir.Input(input_type=np.array([n])), "sparse": nir.Linear(weight=w_sparse),
+                            "small": nir.Affine(weight=w_small, bias=np.ones(8)),
+                            "out": nir.Output(output_type=np.array([n])),
+                            "out2": nir.Output(output_type=np.array([8]))},
+                     edges=[("in", "sparse"), ("sparse", "out"), ("in", "small"), ("small", "out2")],
+                     metadata={"dt_s": 0.001})
+    runner = NIRGraphRunner(g)
+    assert issparse(runner.ops["sparse"][1]) and not issparse(runner.ops["small"][1])
+    for _ in range(3):
+        x = (rng.random(n) < 0.2).astype(np.float64)
+        out = runner.step({"in": x})
+        np.testing.assert_allclose(out["out"], w_sparse @ x, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(out["out2"], w_small @ x + 1.0, rtol=1e-12, atol=1e-12)
+
+
 def test_runner_lif_closed_form():
     # a single CubaLIF under constant input through the runner equals the closed-form current/membrane
     dt, alpha, beta = 0.005, 0.5, 0.8

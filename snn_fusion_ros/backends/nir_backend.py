@@ -237,6 +237,22 @@ class _SnntorchCuba:
         return self.mem[0].numpy().astype(np.float64)
 
 
+#: a Linear/Affine weight with at least this many entries and at most this fraction non-zero is applied
+#: as a scipy CSR matrix (block-diagonal populations, masked recurrence, merged networks' member blocks)
+SPARSE_MIN_SIZE = 65536
+SPARSE_MAX_DENSITY = 0.25
+
+
+def _matvec_operator(w: np.ndarray):
+    """``w`` itself, or ``w`` as a CSR matrix when large and sparse enough; ``op @ x`` equals ``w @ x``
+    up to float64 rounding order, and ``op.shape`` is ``w.shape``."""
+    if w.ndim == 2 and w.size >= SPARSE_MIN_SIZE and np.count_nonzero(w) <= SPARSE_MAX_DENSITY * w.size:
+        from scipy.sparse import csr_matrix
+
+        return csr_matrix(w)
+    return w
+
+
 class NIRGraphRunner:
     """Step-by-step executor of a NIR graph (batch 1).
 
@@ -302,7 +318,7 @@ class NIRGraphRunner:
             if isinstance(node, (nir.Linear, nir.Affine)):
                 w = np.asarray(node.weight, dtype=np.float64)
                 b = np.asarray(node.bias, dtype=np.float64) if isinstance(node, nir.Affine) else None
-                self.ops[k] = ("linear", w, b)
+                self.ops[k] = ("linear", _matvec_operator(w), b)
             elif isinstance(node, nir.Delay):
                 d = np.asarray(node.delay, dtype=np.float64)
                 if not np.allclose(d, self.dt_s, rtol=1e-6):
