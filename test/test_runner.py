@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 
@@ -66,3 +67,56 @@ def test_node_whose_teardown_hangs_still_exits_after_sigint(node_process, tmp_pa
     assert "on_shutdown ran" in out
     assert "teardown still running after 3 s" in out
     assert "destroy_node" in out, out[-3000:]  # the stack dump names where it hung
+
+
+LOST_INTERRUPT_NODE = """
+import pathlib, signal, sys
+from rclpy.node import Node
+from snn_fusion_ros.ros.runner import run_node
+
+class Finalizer:
+    def __del__(self):  # SIGINT while a finalizer runs: its KeyboardInterrupt is raised here and dropped
+        signal.raise_signal(signal.SIGINT)
+        for _ in range(1000):
+            pass
+
+class LostInterrupt(Node):
+    def __init__(self):
+        super().__init__("lost_interrupt")
+        self.fired = False
+        self.create_timer(0.05, self.tick)
+
+    def tick(self):
+        pathlib.Path(sys.argv[1]).touch()
+        if pathlib.Path(sys.argv[2]).exists() and not self.fired:
+            self.fired = True
+            Finalizer()  # unreferenced at once: __del__ runs here
+
+    def on_shutdown(self):
+        print("on_shutdown ran", flush=True)
+
+raise SystemExit(run_node(LostInterrupt, []))
+"""
+
+
+@pytest.mark.ros
+def test_sigint_lost_in_a_finalizer_still_stops_the_node(node_process, tmp_path):
+    """Python runs the SIGINT handler wherever the main thread is, also inside a ``__del__`` (rclpy's
+    Future.__del__ was one), where its KeyboardInterrupt is printed as "Exception ignored" and dropped.
+    The runner's handler sets a flag first, and the spin loop stops on it."""
+    marker, trigger = tmp_path / "spinning", tmp_path / "trigger"
+    proc = node_process(["-c", LOST_INTERRUPT_NODE, str(marker), str(trigger)])
+    deadline = time.monotonic() + 30
+    while not marker.exists() and time.monotonic() < deadline and proc.proc.poll() is None:
+        time.sleep(0.05)
+    assert marker.exists(), "the node never spun"
+    trigger.touch()
+    try:
+        proc.proc.wait(timeout=10)  # nobody else sends a signal: the lost one must do
+    except subprocess.TimeoutExpired:
+        pass
+    stopped_by_itself = proc.proc.poll() is not None
+    out = proc.stop(timeout_s=5.0)
+    assert "Exception ignored" in out and "KeyboardInterrupt" in out, out[-3000:]  # the interrupt was lost
+    assert stopped_by_itself, f"the node kept spinning after the lost SIGINT\n{out[-3000:]}"
+    assert proc.proc.returncode == 0 and "on_shutdown ran" in out, out[-3000:]

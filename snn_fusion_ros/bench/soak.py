@@ -554,13 +554,15 @@ def _rclpy_node(name: str):
 
 def _cmd_play(args) -> int:
     """Play the stream in real time from window ``--k0`` for ``--seconds`` (no node processes)."""
+    from snn_fusion_ros.ros.runner import SHUTDOWN_REQUESTED
+
     node, ex, spin = _rclpy_node("soak_player")
     try:
         player = Player(node)
         wait_for(player.connected, args.connect_timeout)
         time.sleep(1.0)
         windows = int(args.seconds * 1e9 / W_NS)
-        play(player, windows, pacing="realtime", k0=args.k0)
+        play(player, windows, pacing="realtime", k0=args.k0, stop=SHUTDOWN_REQUESTED)
         print(json.dumps({"sent": player.sent, "windows": windows}), flush=True)
     except KeyboardInterrupt:  # stopped early (SIGINT): a clean shutdown all the same
         pass
@@ -586,6 +588,7 @@ def _cmd_listen(args) -> int:
 
     from snn_fusion_ros.msg import Classification
     from snn_fusion_ros.ros.qos import results_qos
+    from snn_fusion_ros.ros.runner import SHUTDOWN_REQUESTED
 
     lock = threading.Lock()
 
@@ -609,7 +612,7 @@ def _cmd_listen(args) -> int:
     node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 100)
     emit({"type": "ready", "wall": time.time()})
     try:
-        time.sleep(args.seconds)
+        SHUTDOWN_REQUESTED.wait(args.seconds)  # set by SIGINT even when its KeyboardInterrupt is lost
     except KeyboardInterrupt:  # stopped early (SIGINT), as the tests stop it
         pass
     finally:

@@ -12,6 +12,16 @@ from collections.abc import Callable
 #: seconds the middleware teardown (destroying the nodes, shutting rclpy down) may take after every
 #: node's ``on_shutdown()`` has run; past it the process logs where it hung and exits (see run_nodes)
 TEARDOWN_DEADLINE_S = 3.0
+#: longest the executor waits between two checks of :data:`SHUTDOWN_REQUESTED` (see run_nodes)
+SPIN_CHECK_S = 0.2
+#: set by the SIGINT handler of :func:`init_rclpy`, before it raises KeyboardInterrupt
+SHUTDOWN_REQUESTED = threading.Event()
+
+
+def _on_sigint(signum: int, frame: object) -> None:
+    """Record the stop request, then raise KeyboardInterrupt (which a finalizer may swallow)."""
+    SHUTDOWN_REQUESTED.set()
+    raise KeyboardInterrupt
 
 
 def bounded_teardown(teardown: Callable[[], None], deadline_s: float, log: Callable[[str], None],
@@ -58,11 +68,18 @@ def init_rclpy(args: list[str] | None = None) -> None:
     its timeout, without on_shutdown(). SIGINT is therefore always restored to raise KeyboardInterrupt,
     and rclpy installs no handler of its own. SIGUSR1 dumps every thread's Python stack to stderr
     (``faulthandler``), for a process that hangs: ``kill -USR1 <pid>``.
+
+    The handler also sets :data:`SHUTDOWN_REQUESTED` before it raises: Python runs a signal handler
+    between any two bytecodes, including inside an object's ``__del__`` (rclpy's ``Future.__del__``,
+    run by the garbage collector), where an exception is printed as "Exception ignored" and dropped. A
+    node caught there kept spinning after SIGINT until it was SIGKILLed (seen once in the fault tests);
+    the spin loops check the flag.
     """
     import rclpy
     from rclpy.signals import SignalHandlerOptions
 
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    SHUTDOWN_REQUESTED.clear()
+    signal.signal(signal.SIGINT, _on_sigint)
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     rclpy.init(args=args if args is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
 
@@ -73,7 +90,9 @@ def run_nodes(factory: Callable[[], list], args: list[str] | None = None, thread
     ``threads`` > 1 spins a multi-threaded executor (several nodes in one process). A node whose
     parameters are invalid raises ValueError (or FileNotFoundError for a missing model) in its
     constructor: the error is logged and the process exits with status 2 (nothing half-started).
-    Each node's ``on_shutdown()``, if it has one, runs before it is destroyed.
+    Each node's ``on_shutdown()``, if it has one, runs before it is destroyed. The executor spins in
+    turns of at most :data:`SPIN_CHECK_S` and stops once :data:`SHUTDOWN_REQUESTED` is set, also when
+    the SIGINT's KeyboardInterrupt was lost in a finalizer (:func:`init_rclpy`).
 
     The teardown after that (``destroy_node``, ``rclpy.try_shutdown``) has :data:`TEARDOWN_DEADLINE_S`
     seconds (:func:`bounded_teardown`): DDS middleware can deadlock while destroying an entity (seen once
@@ -92,7 +111,8 @@ def run_nodes(factory: Callable[[], list], args: list[str] | None = None, thread
         executor = MultiThreadedExecutor(num_threads=threads) if threads > 1 else SingleThreadedExecutor()
         for node in nodes:
             executor.add_node(node)
-        executor.spin()
+        while not SHUTDOWN_REQUESTED.is_set() and executor.context.ok():
+            executor.spin_once(timeout_sec=SPIN_CHECK_S)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except (ValueError, FileNotFoundError) as exc:
