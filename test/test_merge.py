@@ -86,6 +86,18 @@ def test_streaming_follows_in_place_weight_changes_across_member_blocks():
     np.testing.assert_allclose(after, ref[:4], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device (CI has none; runs on a GPU machine)")
+def test_merged_network_streams_on_cuda_as_on_the_cpu():
+    """The block products of the step run on the GPU too (dense recurrence there): same readouts."""
+    merged = merge_networks([_random_net(1), _random_net(2), _random_net(3)])
+    x = _inputs(BASE, 1, 40, seed=9)
+    ref = _stream_ends(merged, x, 4)
+    merged.to("cuda")
+    got = _stream_ends(merged, x, 4)
+    assert merged._inference_weights()["fuse"].n_blocks == 3
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+
+
 def test_only_population_sizes_and_seed_may_differ():
     a = dataclasses.replace(BASE, seed=1)
     assert merged_config([a, dataclasses.replace(BASE, seed=9, hidden_neurons=3)]).hidden_neurons == 11
