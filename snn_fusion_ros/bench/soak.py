@@ -573,13 +573,18 @@ def _cmd_play(args) -> int:
 
 def _shutdown(node, ex, spin: threading.Thread) -> None:
     """Stop the spin thread before the node and the context go (a DDS thread left running at exit
-    aborts the process)."""
+    aborts the process); the middleware part has the nodes' teardown deadline (``runner.bounded_teardown``)."""
     import rclpy
 
-    ex.shutdown(timeout_sec=1)
-    spin.join(timeout=2)
-    node.destroy_node()
-    rclpy.try_shutdown()
+    from snn_fusion_ros.ros.runner import TEARDOWN_DEADLINE_S, bounded_teardown
+
+    def teardown() -> None:
+        ex.shutdown(timeout_sec=1)
+        spin.join(timeout=2)
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+    bounded_teardown(teardown, TEARDOWN_DEADLINE_S + 3.0, lambda m: print(m, file=sys.stderr, flush=True))
 
 
 def _cmd_listen(args) -> int:
