@@ -80,12 +80,17 @@ def test_sigkill_and_restart(victim, tmp_path, ros_msgs):
         procs.kill(victim)
         with pytest.raises(ProcessLookupError):  # the whole group is gone
             os.killpg(old_pid, 0)
-        time.sleep(1.5)
-        with rec.lock:
-            during = [r for r in rec.results if r.recv_wall > t_kill + 0.2]
+
+        def after_kill() -> list:
+            with rec.lock:
+                return [r for r in rec.results if r.recv_wall > t_kill + 0.2]
+
         if victim != "fusion":
             m = MODALITY[victim]
-            assert len(during) >= 20, f"fusion stopped classifying: {len(during)} results in 1.3 s"
+            # keeps classifying: 20 windows (1 s of stream) after the kill, however busy the machine is
+            assert soak.wait_for(lambda: len(after_kill()) >= 20, 10), \
+                f"fusion stopped classifying: {len(after_kill())} results in 10 s"
+            during = after_kill()
             stamps = [r.stamp_ns for r in during]
             assert stamps == list(range(stamps[0], stamps[0] + soak.W_NS * len(stamps), soak.W_NS)), \
                 "a window was lost while the modality was gone"
@@ -93,7 +98,8 @@ def test_sigkill_and_restart(victim, tmp_path, ros_msgs):
             msgs = [msg for _, lvl, msg in rec.levels.get("fusion: fusion", []) if lvl == 1]
             assert any(re.search(rf"stale.*{m}", x) for x in msgs[-5:]), msgs[-5:]
         else:
-            assert during == [], "classifications from a dead fusion node"
+            time.sleep(1.5)
+            assert after_kill() == [], "classifications from a dead fusion node"
         # restart
         windows_seen.clear()
         procs.start(victim)
