@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("snn_fusion_ros.snn.train_cli", "train the fusion SNN on the built data set (checkpoints, resume)"),
     "merge": ("snn_fusion_ros.snn.merge", "merge trained networks into one whose readout is the sum of theirs"),
     "eval": ("snn_fusion_ros.snn.eval_cli", "accuracy on the test split: modalities, missing sets, noise, backends"),
+    "voices": ("snn_fusion_ros.snn.voices", "audio alone on fresh eSpeak voices no split holds (accents x variants)"),
     "task": ("snn_fusion_ros.snn.motions", "train + test the second task: BasicMotions, real 6-axis IMU (4 classes)"),
     "make-bag": ("snn_fusion_ros.bags.cli_make", "write a rosbag2 bag from real recordings or the data set"),
     "replay": ("snn_fusion_ros.bags.cli_replay", "publish a bag with its original timing (and /clock)"),

@@ -131,6 +131,31 @@ class TrainSettings:
         validate_config(self)
 
 
+def held_out_audio(speakers: list[str], fraction: float, rng: np.random.Generator, audio_holdout: str = "voice"
+                   ) -> tuple[list[str | None], set[str]]:
+    """The audio part of :func:`split_validation`: ``(unit of each speaker, held-out units)``.
+
+    A unit is the voice (``audio_holdout="voice"``) or its base voice, the accent (``"accent"``); None for
+    a speaker that always trains (recorded, or reading only Spanish or French words). The held-out units
+    are the first draw from ``rng``, so ``snn-fusion voices`` recomputes a model's validation accents
+    from the build's speaker list and the training settings alone.
+    """
+    if audio_holdout not in VAL_AUDIO_HOLDOUTS:
+        raise ValueError(f"audio_holdout={audio_holdout!r}; expected one of {list(VAL_AUDIO_HOLDOUTS)}")
+
+    def unit(speaker: str) -> str | None:
+        base = espeak_base(speaker)
+        if base is None or base in ENGLISH_LESS_BASES:
+            return None
+        return base if audio_holdout == "accent" else speaker
+
+    spk = [unit(s) for s in speakers]
+    synth = sorted({s for s in spk if s is not None})
+    n_val = int(np.ceil(fraction * len(synth))) if fraction > 0 else 0
+    held = set(rng.permutation(np.array(synth, dtype=object))[:n_val].tolist()) if n_val else set()
+    return spk, held
+
+
 def split_validation(enc: EncodedSplit, fraction: float, rng: np.random.Generator, audio_holdout: str = "voice"
                      ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """(train, validation) sample indices per modality, disjoint by speaker / writer block / series.
@@ -152,19 +177,7 @@ def split_validation(enc: EncodedSplit, fraction: float, rng: np.random.Generato
     """
     train: dict[str, np.ndarray] = {}
     val: dict[str, np.ndarray] = {}
-    if audio_holdout not in VAL_AUDIO_HOLDOUTS:
-        raise ValueError(f"audio_holdout={audio_holdout!r}; expected one of {list(VAL_AUDIO_HOLDOUTS)}")
-
-    def unit(speaker: str) -> str | None:  # the unit held out: a voice, or its base voice (accent); None: trains
-        base = espeak_base(speaker)
-        if base is None or base in ENGLISH_LESS_BASES:
-            return None
-        return base if audio_holdout == "accent" else speaker
-
-    spk = [unit(s) for s in enc.speakers.tolist()]
-    synth = sorted({s for s in spk if s is not None})
-    n_val = int(np.ceil(fraction * len(synth))) if fraction > 0 else 0
-    held = set(rng.permutation(np.array(synth, dtype=object))[:n_val].tolist()) if n_val else set()
+    spk, held = held_out_audio(enc.speakers.tolist(), fraction, rng, audio_holdout)
     is_val = np.array([s in held for s in spk], dtype=bool)
     train["audio"], val["audio"] = np.nonzero(~is_val)[0], np.nonzero(is_val)[0]
     image = enc.dvs_image_index
