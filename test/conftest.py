@@ -217,6 +217,14 @@ def node_process():
 
 
 @pytest.fixture(scope="session")
+def quick_key() -> str:
+    """Key of the --quick data set build (built once, then read from the cache), for training/eval tests."""
+    from snn_fusion_ros.data.builder import BuildConfig, build
+
+    return build(BuildConfig.create(quick=True)).name
+
+
+@pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     """An untrained but valid 4-class model artifact with small inputs (audio 8, dvs 16, imu 6)."""
     from snn_fusion_ros.snn.artifact import save_artifact

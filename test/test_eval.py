@@ -21,13 +21,6 @@ MISSING_KEYS = {"audio", "dvs", "imu", "audio+dvs", "audio+imu", "dvs+imu"}
 
 
 @pytest.fixture(scope="module")
-def quick_key() -> str:
-    from snn_fusion_ros.data.builder import BuildConfig, build
-
-    return build(BuildConfig.create(quick=True)).name
-
-
-@pytest.fixture(scope="module")
 def tiny_model(quick_key, tmp_path_factory):
     """A 1-epoch, 8-neuron model trained on the quick build (the schema does not need a good model)."""
     from snn_fusion_ros.data.dataset import load_split

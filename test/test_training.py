@@ -37,13 +37,6 @@ pytest.importorskip("espeakng_loader", reason="espeakng-loader not installed")
 
 
 @pytest.fixture(scope="module")
-def quick_key() -> str:
-    from snn_fusion_ros.data.builder import BuildConfig, build
-
-    return build(BuildConfig.create(quick=True)).name
-
-
-@pytest.fixture(scope="module")
 def quick_train(quick_key, tmp_path_factory):
     from snn_fusion_ros.data.dataset import load_split
 

@@ -19,13 +19,6 @@ pytest.importorskip("espeakng_loader", reason="espeakng-loader not installed")
 
 
 @pytest.fixture(scope="module")
-def quick_key() -> str:
-    from snn_fusion_ros.data.builder import BuildConfig, build
-
-    return build(BuildConfig.create(quick=True)).name
-
-
-@pytest.fixture(scope="module")
 def accent_model(quick_key, tmp_path_factory):
     """A 1-epoch model of the quick build whose validation holds out whole accents; and its encoded split."""
     from snn_fusion_ros.data.dataset import load_split

@@ -52,7 +52,7 @@ def model_validation_accents(art: Any, cache: Path | None = None) -> list[str]:
     tr, build = extra.get("training"), extra.get("build")
     merged = extra.get("merged_from")
     if not isinstance(tr, dict) and merged:  # a merge: its members share the split (merge --validate checks it)
-        tr, build = merged[0].get("training"), build or extra.get("build")
+        tr = merged[0].get("training")
     if not isinstance(tr, dict) or not build:
         raise ValueError(f"{art.path} records no training settings and build; pass --accents")
     holdout = tr.get("val_audio_holdout", "voice")
@@ -105,9 +105,7 @@ def audio_alone_decisions(art: Any, waves: np.ndarray, sample_rate_hz: int, dura
     cfgs = EncoderConfigs.from_dict(art.encoder_config)
     n_windows = int(duration_ms // cfgs.window_ms)
     x = np.stack([encode_audio(w, sample_rate_hz, cfgs.audio, n_windows) for w in waves]).astype(np.float32)
-    t_len = x.shape[1]
-    inputs = {"audio": x, **{m: np.zeros((len(x), t_len, cfgs.num_neurons[m]), np.float32) for m in ("dvs", "imu")}}
-    return last_window_scores(art.build_model().eval(), inputs).argmax(-1)
+    return last_window_scores(art.build_model().eval(), {"audio": x}).argmax(-1)  # absent modalities: zeros
 
 
 def _grouped(keys: np.ndarray, ok: np.ndarray) -> dict[str, dict[str, float]]:
