@@ -301,6 +301,24 @@ def test_more_real_voices_extend_only_the_train_audio():
         builder.speakers("train", True, train_voices="everyone")
 
 
+def test_all_variants_change_only_the_train_voices():
+    plain = _cfg()
+    spread = builder.BuildConfig.create(seed=7, quick=True, duration_ms=DURATION_MS, train_variants="all")
+    assert spread.key != plain.key
+    sources = builder.default_cache()
+    a, b = (builder.build_audio(c, "train", sources, False, False) for c in (plain, spread))
+    assert len(b["labels"]) == len(a["labels"]), "the variant pool must not change the sample count"
+    np.testing.assert_array_equal(b["labels"], a["labels"])
+    want = {f"espeak:{v}" for v in builder.speakers("train", True, train_variants="all")["espeak"]} | {"allison"}
+    assert set(b["speaker"].tolist()) == want
+    recorded = b["speaker"] == "allison"  # the recorded voice and its draws are untouched
+    np.testing.assert_array_equal(b["waveforms"][recorded], a["waveforms"][recorded])
+    assert not np.array_equal(b["waveforms"][~recorded], a["waveforms"][~recorded])
+    t_plain, t_spread = (builder.build_audio(c, "test", sources, False, False) for c in (plain, spread))
+    for k in t_plain:
+        np.testing.assert_array_equal(t_spread[k], t_plain[k], err_msg=f"test split {k} changed")
+
+
 def test_digit_words_carry_their_digit_in_every_language():
     from snn_fusion_ros.data import audio
 

@@ -172,10 +172,12 @@ def test_handwriting_split_is_disjoint_with_guard_block():
         handwriting.split_indices("val")
 
 
+@pytest.mark.parametrize("variants", sorted(builder.TRAIN_VARIANTS))
 @pytest.mark.parametrize("accents", sorted(builder.TRAIN_ACCENTS))
 @pytest.mark.parametrize("quick", [False, True])
-def test_speakers_disjoint_and_test_has_a_human_voice(quick, accents):
-    tr, te = builder.speakers("train", quick, accents), builder.speakers("test", quick, accents)
+def test_speakers_disjoint_and_test_has_a_human_voice(quick, accents, variants):
+    tr = builder.speakers("train", quick, accents, train_variants=variants)
+    te = builder.speakers("test", quick, accents, train_variants=variants)
     assert not set(tr["asterisk"]) & set(te["asterisk"])
     assert not set(tr["espeak"]) & set(te["espeak"])
     bases = [{v.split("+")[0] for v in s["espeak"]} for s in (tr, te)]
@@ -193,13 +195,48 @@ def test_eu_accents_extend_core_and_leave_the_test_split_alone():
         builder.speakers("train", False, "world")
 
 
+def test_all_variants_spread_over_the_accents_at_the_same_size():
+    core = builder.speakers("train", False, "eu")["espeak"]
+    spread = builder.speakers("train", False, "eu", train_variants="all")["espeak"]
+    assert len(spread) == len(core) == 21 * builder.VARIANTS_PER_BASE, "the pool must not change the sample count"
+    assert builder.speakers("train", False, "eu", train_variants="core")["espeak"] == core
+    per_base: dict[str, list[str]] = {}
+    for v in spread:
+        per_base.setdefault(v.split("+")[0], []).append(v.split("+")[1])
+    assert list(per_base) == list(builder.TRAIN_ACCENTS["eu"]) and all(len(set(v)) == 6 for v in per_base.values())
+    assert per_base["en"] == list(builder.ESPEAK_VARIANTS["train"]), "the first base keeps the core six"
+    assert per_base["de"] == ["Alex", "Alicia", "Andrea", "Andy", "Annie", "AnxiousAndy"]
+    heard = {v for vs in per_base.values() for v in vs}
+    assert heard == set(builder.TRAIN_VARIANTS["all"]), "126 slots must hear every one of the 97 variants"
+    assert not heard & (set(builder.ESPEAK_VARIANTS["test"]) | set(builder.PROBE_VARIANTS))
+    assert builder.speakers("test", False, "eu", train_variants="all") == builder.speakers("test", False, "eu")
+    quick = builder.speakers("train", True, "eu", train_variants="all")["espeak"]
+    assert quick == ["en+m1", "en+f1", "de+Alex", "de+Alicia"]
+    langs = builder.speakers("train", False, "core", "en-es-fr", train_variants="all")
+    assert langs["espeak_es"][0] == "es+" + builder.TRAIN_VARIANTS["all"][36], "native bases continue the rotation"
+    with pytest.raises(ValueError, match="train_variants"):
+        builder.speakers("train", False, train_variants="m4")
+
+
+def test_all_variants_are_in_the_pinned_espeak_data_and_synthesise():
+    from snn_fusion_ros.data import audio
+    from snn_fusion_ros.snn.voices import espeak_variants
+
+    shipped = espeak_variants()
+    pool = builder.TRAIN_VARIANTS["all"]
+    assert len(set(pool)) == len(pool) == 97 and set(pool) <= shipped
+    assert set(pool) == shipped - set(builder.ESPEAK_VARIANTS["test"]) - set(builder.PROBE_VARIANTS)
+    raws = audio.load_espeak([f"en+{v}" for v in pool], 1, np.random.default_rng(0))[5::10]  # "five", each voice
+    assert len(raws) == len(pool) and all(np.abs(r.samples).max() > 0.05 for r in raws), "a variant is silent"
+
+
 def test_build_key_ignores_core_accents_so_older_builds_keep_their_keys():
     import hashlib
     import json
 
     cfg = builder.BuildConfig.create()
     d = cfg.to_dict()
-    for later in ("train_accents", "dvs_train_distortions", "train_languages", "train_voices"):
+    for later in ("train_accents", "dvs_train_distortions", "train_languages", "train_voices", "train_variants"):
         del d[later]  # added after the first builds
     before = hashlib.sha256(json.dumps({"format": builder.FORMAT_VERSION, **d}, sort_keys=True).encode()).hexdigest()
     assert cfg.key == before[:16] == "77278bf346a9faf0", "the core build's key (doc/data.md) must not change"
@@ -210,6 +247,11 @@ def test_build_key_ignores_core_accents_so_older_builds_keep_their_keys():
         builder.BuildConfig.create(train_accents="world")
     with pytest.raises(ValueError, match="dvs_train_distortions"):
         builder.BuildConfig.create(dvs_train_distortions=-1)
+    spread = builder.BuildConfig.create(train_accents="eu", train_variants="all")
+    assert spread.key not in (eu.key, cfg.key) and builder.BuildConfig.from_dict(spread.to_dict()) == spread
+    assert builder.BuildConfig.create(train_variants="core").key == cfg.key
+    with pytest.raises(ValueError, match="train_variants"):
+        builder.BuildConfig.create(train_variants="m4")
 
 
 def test_dataset_cli_offers_every_accent_set():
@@ -228,6 +270,10 @@ def test_dataset_cli_offers_every_accent_set():
     assert parser.parse_args(["build"]).train_voices == "allison"
     with pytest.raises(SystemExit):
         parser.parse_args(["build", "--train-voices", "june"])
+    assert parser.parse_args(["build"]).train_variants == "core"
+    assert parser.parse_args(["build", "--train-variants", "all"]).train_variants == "all"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["build", "--train-variants", "m4"])
 
 
 def test_missing_source_raises_naming_the_package(tmp_path, monkeypatch):

@@ -52,6 +52,31 @@ TRAIN_ACCENTS: dict[str, tuple[str, ...]] = {
                                    "sl", "sv"),
 }
 ESPEAK_VARIANTS = {"train": ("m1", "f1", "m2", "f2", "m3", "f5"), "test": ("m4", "f3", "m5", "f4")}
+#: eSpeak NG variants in no split: held back for ``snn-fusion voices``, a probe of voice qualities that no
+#: model heard (the test split's variants are also unheard; these let a model be judged so without the test split).
+PROBE_VARIANTS = ("m6", "m7", "m8")
+#: Variant pools of the train split's eSpeak voices (``BuildConfig.train_variants``). Every train base voice
+#: reads with :data:`VARIANTS_PER_BASE` of its set, base ``i`` taking ``pool[(6 i + j) % len(pool)]`` for
+#: ``j < 6``, so a build's sample count does not depend on the pool. "core": the six of the first builds
+#: (every base reads with all six). "all": every variant the pinned eSpeak NG data ships (espeakng-loader
+#: 0.2.4, ``voices/!v``) except the test split's and :data:`PROBE_VARIANTS`: 97, core first; the 21 "eu"
+#: accents x 6 take 126 slots, so each variant is heard from one or two accents. A rule fixed in advance
+#: (the test split's accuracy did not pick it): more voice qualities at the same size, because test
+#: voices speak with variants that training never heard.
+TRAIN_VARIANTS: dict[str, tuple[str, ...]] = {
+    "core": ESPEAK_VARIANTS["train"],
+    "all": ESPEAK_VARIANTS["train"] + (
+        "Alex", "Alicia", "Andrea", "Andy", "Annie", "AnxiousAndy", "Demonic", "Denis", "Diogo", "Gene", "Gene2",
+        "Henrique", "Hugo", "Jacky", "Lee", "Marco", "Mario", "Michael", "Mike", "Mr serious", "Nguyen", "Reed",
+        "RicishayMax", "RicishayMax2", "RicishayMax3", "Storm", "Tweaky", "UniRobot", "adam", "anika", "anikaRobot",
+        "announcer", "antonio", "aunty", "belinda", "benjamin", "boris", "caleb", "croak", "david", "ed", "edward",
+        "edward2", "fast", "grandma", "grandpa", "gustave", "ian", "iven", "iven2", "iven3", "iven4", "john",
+        "kaukovalta", "klatt", "klatt2", "klatt3", "klatt4", "klatt5", "klatt6", "linda", "marcelo", "max",
+        "michel", "miguel", "mike2", "norbert", "pablo", "paul", "pedro", "quincy", "rob", "robert", "robosoft",
+        "robosoft2", "robosoft3", "robosoft4", "robosoft5", "robosoft6", "robosoft7", "robosoft8", "sandro",
+        "shelby", "steph", "steph2", "steph3", "travis", "victor", "whisper", "whisperf", "zac"),
+}
+VARIANTS_PER_BASE = 6
 #: Languages whose digit words the train split's eSpeak voices read (``BuildConfig.train_languages``).
 #: "en": English only (the first builds). "en-es-fr": also the digit words of every language a real
 #: voice of the data set speaks (Allison: Spanish; June, the test split's real voice: French), so that no
@@ -112,6 +137,8 @@ class BuildConfig:
         choices=tuple(TRAIN_LANGUAGES)))
     train_voices: str = field(default="allison", metadata=param(
         "real recorded voices of the train split, see TRAIN_VOICES", choices=tuple(TRAIN_VOICES)))
+    train_variants: str = field(default="core", metadata=param(
+        "voice-variant pool of the train split's eSpeak voices, see TRAIN_VARIANTS", choices=tuple(TRAIN_VARIANTS)))
 
     def __post_init__(self) -> None:
         validate_config(self)
@@ -122,11 +149,12 @@ class BuildConfig:
     @classmethod
     def create(cls, seed: int = 0, quick: bool = False, duration_ms: float = 1000.0, train_accents: str = "core",
                dvs_train_distortions: int = 0, train_languages: str = "en", train_voices: str = "allison",
-               **dvs: Any) -> BuildConfig:
+               train_variants: str = "core", **dvs: Any) -> BuildConfig:
         """Config with the DVS recording as long as the fused sample; ``dvs`` overrides emulator fields."""
         return cls(seed=seed, quick=quick, duration_ms=duration_ms, train_accents=train_accents,
                    dvs_train_distortions=dvs_train_distortions, train_languages=train_languages,
-                   train_voices=train_voices, dvs=DvsEmulatorConfig(duration_ms=duration_ms, **dvs))
+                   train_voices=train_voices, train_variants=train_variants,
+                   dvs=DvsEmulatorConfig(duration_ms=duration_ms, **dvs))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -140,8 +168,8 @@ class BuildConfig:
     @property
     def key(self) -> str:
         """Hash of the config; the fields added later (``train_accents``, ``dvs_train_distortions``,
-        ``train_languages``, ``train_voices``) enter it only when they differ from the behaviour before them, so
-        earlier builds keep their keys."""
+        ``train_languages``, ``train_voices``, ``train_variants``) enter it only when they differ from the
+        behaviour before them, so earlier builds keep their keys."""
         d = without_later_fields(self.to_dict(), _LATER_FIELDS)
         blob = json.dumps({"format": FORMAT_VERSION, **d}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -149,17 +177,18 @@ class BuildConfig:
 
 #: Fields added to :class:`BuildConfig` after builds existed, with the value that means "as before".
 _LATER_FIELDS: dict[str, Any] = {"train_accents": "core", "dvs_train_distortions": 0, "train_languages": "en",
-                                 "train_voices": "allison"}
+                                 "train_voices": "allison", "train_variants": "core"}
 
 
 def speakers(split: str, quick: bool, train_accents: str = "core", train_languages: str = "en",
-             train_voices: str = "allison") -> dict[str, list[str]]:
+             train_voices: str = "allison", train_variants: str = "core") -> dict[str, list[str]]:
     """{"asterisk": [...], "espeak": [voice+variant, ...], "espeak_<lang>": [...], "asterisk_more": [...]}
     of ``split``.
 
     "espeak" voices read the English digit words (train bases: ``TRAIN_ACCENTS``); "espeak_es" /
     "espeak_fr" (train split, ``train_languages`` "en-es-fr" only) read those languages' words;
-    "asterisk_more" (train split, ``train_voices`` "asterisk" only) are the further real voices.
+    "asterisk_more" (train split, ``train_voices`` "asterisk" only) are the further real voices. Train base
+    voices read with the variants :func:`base_variants` gives them from ``TRAIN_VARIANTS[train_variants]``.
     """
     if split not in SPLITS:
         raise ValueError(f"split={split!r}; expected one of {list(SPLITS)}")
@@ -169,19 +198,33 @@ def speakers(split: str, quick: bool, train_accents: str = "core", train_languag
         raise ValueError(f"train_languages={train_languages!r}; expected one of {list(TRAIN_LANGUAGES)}")
     if train_voices not in TRAIN_VOICES:
         raise ValueError(f"train_voices={train_voices!r}; expected one of {list(TRAIN_VOICES)}")
-    bases = TRAIN_ACCENTS[train_accents] if split == "train" else ESPEAK_BASES[split]
-    variants = ESPEAK_VARIANTS[split]
-    if quick:
-        bases, variants = bases[: 2 if split == "train" else 1], variants[:2]
-    out = {"asterisk": list(ASTERISK_SPLIT[split]), "espeak": [f"{b}+{v}" for b in bases for v in variants]}
-    if split == "train":
-        for lang in TRAIN_LANGUAGES[train_languages][1:]:
-            native = NATIVE_BASES[lang][:1] if quick else NATIVE_BASES[lang]
-            out[f"espeak_{lang}"] = [f"{b}+{v}" for b in native for v in variants]
-        more = TRAIN_VOICES[train_voices][len(ASTERISK_SPLIT["train"]):]
-        if more:
-            out["asterisk_more"] = list(more)
+    if train_variants not in TRAIN_VARIANTS:
+        raise ValueError(f"train_variants={train_variants!r}; expected one of {list(TRAIN_VARIANTS)}")
+    n_var = 2 if quick else VARIANTS_PER_BASE
+    if split == "test":
+        bases = ESPEAK_BASES["test"][:1] if quick else ESPEAK_BASES["test"]
+        voices = [f"{b}+{v}" for b in bases for v in ESPEAK_VARIANTS["test"][:n_var]]
+        return {"asterisk": list(ASTERISK_SPLIT["test"]), "espeak": voices}
+    pool = TRAIN_VARIANTS[train_variants]
+    bases = TRAIN_ACCENTS[train_accents][:2] if quick else TRAIN_ACCENTS[train_accents]
+    out = {"asterisk": list(ASTERISK_SPLIT["train"]),
+           "espeak": [f"{b}+{v}" for i, b in enumerate(bases) for v in base_variants(pool, i)[:n_var]]}
+    slot = len(bases)  # native bases take the next slots of the rotation
+    for lang in TRAIN_LANGUAGES[train_languages][1:]:
+        native = NATIVE_BASES[lang][:1] if quick else NATIVE_BASES[lang]
+        out[f"espeak_{lang}"] = [f"{b}+{v}" for i, b in enumerate(native, start=slot)
+                                 for v in base_variants(pool, i)[:n_var]]
+        slot += len(native)
+    more = TRAIN_VOICES[train_voices][len(ASTERISK_SPLIT["train"]):]
+    if more:
+        out["asterisk_more"] = list(more)
     return out
+
+
+def base_variants(pool: tuple[str, ...], slot: int) -> tuple[str, ...]:
+    """The :data:`VARIANTS_PER_BASE` variants of ``pool`` the train base voice in rotation ``slot`` reads with:
+    ``pool[(6 slot + j) % len(pool)]``; a pool of six gives every base all six, in pool order."""
+    return tuple(pool[(VARIANTS_PER_BASE * slot + j) % len(pool)] for j in range(VARIANTS_PER_BASE))
 
 
 def _rng(seed: int, part: int, *index: int) -> np.random.Generator:
@@ -199,7 +242,7 @@ def _progress(it: Iterable[Any], desc: str, total: int, enabled: bool) -> Iterab
 def build_audio(cfg: BuildConfig, split: str, sources: Path, offline: bool, progress: bool
                 ) -> dict[str, np.ndarray]:
     """Arrays of the audio part of ``split``: waveforms (N, S) float32, labels, speaker, source."""
-    spk = speakers(split, cfg.quick, cfg.train_accents, cfg.train_languages, cfg.train_voices)
+    spk = speakers(split, cfg.quick, cfg.train_accents, cfg.train_languages, cfg.train_voices, cfg.train_variants)
     reps = cfg.audio_reps_train if split == "train" else cfg.audio_reps_test
     if cfg.quick:
         reps = 1
@@ -338,7 +381,7 @@ def build(cfg: BuildConfig, cache: Path | None = None, sources: Path | None = No
     files = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.glob("*.npz"))}
     save_json(manifest_path, {"format": FORMAT_VERSION, "key": cfg.key, "config": cfg.to_dict(),
                               "speakers": {s: speakers(s, cfg.quick, cfg.train_accents, cfg.train_languages,
-                                                       cfg.train_voices) for s in SPLITS},
+                                                       cfg.train_voices, cfg.train_variants) for s in SPLITS},
                               "files": files})
     save_json(cache / "latest.json", {"build": cfg.key})
     return out

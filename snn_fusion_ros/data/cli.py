@@ -7,7 +7,15 @@ import json
 import sys
 from pathlib import Path
 
-from snn_fusion_ros.data.builder import TRAIN_ACCENTS, TRAIN_LANGUAGES, TRAIN_VOICES, BuildConfig, build, default_cache
+from snn_fusion_ros.data.builder import (
+    TRAIN_ACCENTS,
+    TRAIN_LANGUAGES,
+    TRAIN_VARIANTS,
+    TRAIN_VOICES,
+    BuildConfig,
+    build,
+    default_cache,
+)
 from snn_fusion_ros.data.dvs_emulator import parse_overrides
 from snn_fusion_ros.data.sources import SourceUnavailable
 
@@ -46,6 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--train-voices", choices=tuple(TRAIN_VOICES), default="allison",
                    help="real voices of the train split: allison, or asterisk (every Debian Asterisk voice but "
                         "the test split's June; see doc/data.md)")
+    b.add_argument("--train-variants", choices=tuple(TRAIN_VARIANTS), default="core",
+                   help="voice variants of the train split's eSpeak voices: core (the same 6 for every accent) or "
+                        "all (97, 6 per accent in rotation; see doc/data.md)")
     b.add_argument("--dvs-distortions", type=int, default=0, metavar="K",
                    help="K extra renditions of every training image, each randomly distorted (default 0)")
     add_dvs_emulator_argument(b)
@@ -66,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
             return 2
         cfg = BuildConfig.create(seed=args.seed, quick=args.quick, duration_ms=args.duration_ms,
                                  train_accents=args.train_accents, dvs_train_distortions=args.dvs_distortions,
-                                 train_languages=args.train_languages, train_voices=args.train_voices, **dvs)
+                                 train_languages=args.train_languages, train_voices=args.train_voices,
+                                 train_variants=args.train_variants, **dvs)
         try:
             out = build(cfg, cache=cache, offline=args.offline,
                         progress=not args.no_progress and sys.stderr.isatty(), workers=args.workers)

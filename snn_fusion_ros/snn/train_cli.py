@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from snn_fusion_ros.data.audio import espeak_base
-from snn_fusion_ros.data.builder import ENGLISH_LESS_BASES, TRAIN_ACCENTS, TRAIN_LANGUAGES, TRAIN_VOICES
+from snn_fusion_ros.data.builder import ENGLISH_LESS_BASES, TRAIN_ACCENTS, TRAIN_LANGUAGES, TRAIN_VARIANTS, TRAIN_VOICES
 from snn_fusion_ros.data.cli import add_dvs_emulator_argument, dvs_emulator_overrides
 from snn_fusion_ros.data.encode import (
     EncodedSplit,
@@ -550,6 +550,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-voices", default="allison", choices=tuple(TRAIN_VOICES),
                         help="data set: real voices of the train split (allison or asterisk, see `snn-fusion "
                              "dataset build`); ignored with --build")
+    parser.add_argument("--train-variants", default="core", choices=tuple(TRAIN_VARIANTS),
+                        help="data set: voice variants of the train split's eSpeak voices (core or all, see "
+                             "`snn-fusion dataset build`); ignored with --build")
     parser.add_argument("--dvs-distortions", type=int, default=0, metavar="K",
                         help="data set: K distorted renditions of every training image (see `snn-fusion dataset "
                              "build`); ignored with --build")
@@ -587,6 +590,7 @@ def run(args: argparse.Namespace) -> int:
         key = build(BuildConfig.create(seed=args.seed, quick=args.quick, train_accents=args.train_accents,
                                        dvs_train_distortions=args.dvs_distortions,
                                        train_languages=args.train_languages, train_voices=args.train_voices,
+                                       train_variants=args.train_variants,
                                        **dvs),
                     cache=cache, progress=progress).name
     settings = TrainSettings(seed=args.seed, replicate=args.replicate, epochs=args.epochs, batch_size=args.batch_size,

@@ -26,8 +26,7 @@ from typing import Any
 
 import numpy as np
 
-#: eSpeak NG voice variants that neither the train nor the test split uses (every f1..f5 is taken)
-UNUSED_VARIANTS = ("m6", "m7", "m8")
+from snn_fusion_ros.data.builder import PROBE_VARIANTS as UNUSED_VARIANTS  # in no split of any build
 
 
 def espeak_variants() -> set[str]:
@@ -70,15 +69,16 @@ def model_validation_accents(art: Any, cache: Path | None = None) -> list[str]:
 
 def split_overlap(accents: list[str], variants: list[str], validation: frozenset[str] = frozenset()
                   ) -> dict[str, list[str]]:
-    """Which of ``accents`` / ``variants`` a split of the data set uses (any train-accent set); accents
+    """Which of ``accents`` / ``variants`` a split of the data set uses (any train-accent set or variant pool); accents
     in ``validation`` (the model's validation accents, held out of its training) are listed as such."""
-    from snn_fusion_ros.data.builder import ESPEAK_BASES, ESPEAK_VARIANTS, TRAIN_ACCENTS
+    from snn_fusion_ros.data.builder import ESPEAK_BASES, ESPEAK_VARIANTS, TRAIN_ACCENTS, TRAIN_VARIANTS
 
     train_accents = {a for group in TRAIN_ACCENTS.values() for a in group}
+    train_variants = {v for pool in TRAIN_VARIANTS.values() for v in pool}
     return {"train_accents": [a for a in accents if a in train_accents and a not in validation],
             "model_validation_accents": [a for a in accents if a in validation],
             "test_accents": [a for a in accents if a in ESPEAK_BASES["test"]],
-            "train_variants": [v for v in variants if v in ESPEAK_VARIANTS["train"]],
+            "train_variants": [v for v in variants if v in train_variants],
             "test_variants": [v for v in variants if v in ESPEAK_VARIANTS["test"]]}
 
 
