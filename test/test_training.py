@@ -422,6 +422,52 @@ def test_replicates_share_the_validation_pairs_and_merge_into_one_validated_netw
         "readout_abs_max"] + 1e-6
 
 
+def test_merge_validates_on_another_builds_pairs_when_they_are_held_out_of_every_member(quick_key, quick_train,
+                                                                                        tmp_path, capsys):
+    """``merge --validate --validation-build``: a member trained on the core-variant quick build and one on the
+    all-variant quick build (same accents held out, same DVS / IMU files) are scored on the latter's pairs."""
+    from snn_fusion_ros import cli
+    from snn_fusion_ros.data.builder import BuildConfig, build
+    from snn_fusion_ros.data.dataset import load_split
+
+    spread_key = build(BuildConfig.create(quick=True, train_variants="all")).name
+    spread = encode_split(load_split("train", key=spread_key), cache_dir=tmp_path / "enc", progress=False)
+    cfgs = node_encoder_configs()
+    torch.set_num_threads(1)
+    s = _settings(epochs=1, val_audio_holdout="accent")
+    train_cli.fit(quick_train, cfgs, s, tmp_path / "core", tmp_path / "ck_core", quick_key, progress=False)
+    train_cli.fit(spread, cfgs, _settings(epochs=1, val_audio_holdout="accent", replicate=1), tmp_path / "all",
+                  tmp_path / "ck_all", spread_key, progress=False)
+    args = ["merge", "--model", str(tmp_path / "core"), "--model", str(tmp_path / "all"), "--out",
+            str(tmp_path / "merged"), "--validate", "--json", "--threads", "1", "--no-progress"]
+    assert cli.main(args) == 1 and "one data build" in capsys.readouterr().err
+    assert cli.main([*args, "--validation-build", spread_key]) == 0
+    res = json.loads(capsys.readouterr().out)
+    _, _, inputs, labels = train_cli.validation_set(spread, s)
+    for path, row in zip(("core", "all"), res["member_validation_accuracy"], strict=True):
+        model = load_artifact(tmp_path / path).build_model()
+        assert row["fused"] == float(np.mean(last_window_scores(model, inputs).argmax(-1) == labels)), path
+    assert res["member_validation_accuracy"][1] == load_artifact(tmp_path / "all").metadata["extra"][
+        "validation_accuracy"], "the member trained on the validation build scores what its run recorded"
+    merged = load_artifact(tmp_path / "merged")
+    assert merged.metadata["created_by"].endswith(f"--validate --validation-build {spread_key}")
+    assert merged.metadata["extra"]["validation_accuracy"] == res["validation_accuracy"]
+    # voice hold-out: the held-out voices of one build are not those of the other, so it is refused
+    train_cli.fit(quick_train, cfgs, _settings(epochs=1), tmp_path / "voice", tmp_path / "ck_voice", quick_key,
+                  progress=False)
+    train_cli.fit(spread, cfgs, _settings(epochs=1), tmp_path / "voice_all", tmp_path / "ck_voice_all", spread_key,
+                  progress=False)
+    rc = cli.main(["merge", "--model", str(tmp_path / "voice"), "--model", str(tmp_path / "voice_all"), "--out",
+                   str(tmp_path / "m2"), "--validate", "--validation-build", spread_key])
+    assert rc == 1 and "must have held out accents" in capsys.readouterr().err
+    rc = cli.main(["merge", "--model", str(tmp_path / "voice"), "--model", str(tmp_path / "core"), "--out",
+                   str(tmp_path / "m2"), "--validate", "--validation-build", spread_key])
+    assert rc == 1 and "one validation split" in capsys.readouterr().err
+    rc = cli.main(["merge", "--model", str(tmp_path / "core"), "--model", str(tmp_path / "all"), "--out",
+                   str(tmp_path / "m3"), "--validation-build", spread_key])
+    assert rc == 1 and "needs --validate" in capsys.readouterr().err
+
+
 def test_a_checkpoint_folder_in_use_is_refused(quick_train, tmp_path):
     ck = tmp_path / "ck"
     ck.mkdir()

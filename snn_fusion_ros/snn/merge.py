@@ -19,7 +19,15 @@ K times the members' cost per step. Its scores are ``softmax`` of the sum (sharp
 With ``--validate`` the merged network (and, as a check, each member) is scored on the validation pairs
 of the members' training runs, which must share the data build, seed, validation fraction and hold-out
 (replicates made with ``snn-fusion train --replicate K`` do); the rows are written to the artifact's
-``extra.validation_accuracy`` as ``snn-fusion train`` writes them.
+``extra.validation_accuracy`` as ``snn-fusion train`` writes them. A member may itself be a merge (its
+training settings are its first member's).
+
+``--validation-build KEY`` scores on the validation pairs of build ``KEY`` instead, for members trained
+on builds that differ only in their training voices (``--train-variants``): every member's run must have
+held out accents (``--val-audio-holdout accent``) with one split, its own build must hold out the same
+accents as ``KEY`` and have byte-identical DVS and IMU training files, so the pairs are held out of
+every member's training. A member trained on ``KEY`` is checked against its recorded rows as above; the
+others are scored without that check (their recorded rows are on other voices of the same accents).
 """
 
 from __future__ import annotations
@@ -105,6 +113,15 @@ def _common_build(arts: Sequence[Any]) -> str | None:
     return builds.pop() if len(builds) == 1 else None
 
 
+def training_record(art: Any) -> Any:
+    """``extra.training`` of a trained artifact; of a merge, its first member's (members share the split)."""
+    extra = art.metadata.get("extra", {})
+    tr = extra.get("training")
+    if not isinstance(tr, dict) and extra.get("merged_from"):
+        tr = extra["merged_from"][0].get("training")
+    return tr
+
+
 def _validation_settings(arts: Sequence[Any]) -> Any:
     """The members' common training settings, or ``ValueError`` saying what differs."""
     from snn_fusion_ros.snn.train_cli import TrainSettings
@@ -112,7 +129,7 @@ def _validation_settings(arts: Sequence[Any]) -> Any:
     known = {f.name for f in dataclasses.fields(TrainSettings)}
     settings = []
     for a in arts:
-        tr = a.metadata.get("extra", {}).get("training")
+        tr = training_record(a)
         if not isinstance(tr, dict):
             raise ValueError(f"--validate: {a.path} records no training settings (extra.training)")
         settings.append(TrainSettings(**{k: v for k, v in tr.items() if k in known}))
@@ -130,6 +147,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default=None, help="model name in model.json (default: the --out folder name)")
     parser.add_argument("--validate", action="store_true",
                         help="score the merged network and each member on the members' validation pairs")
+    parser.add_argument("--validation-build", default=None, metavar="KEY",
+                        help="with --validate: the validation pairs of this build (members trained on builds that "
+                             "differ only in training voices; see the module doc)")
     parser.add_argument("--cache", type=Path, default=None, help="data set cache (default: as `dataset build`)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -159,7 +179,10 @@ def run(args: argparse.Namespace) -> int:
         members = [a.build_model() for a in arts]
         merged = merge_networks(members)
         build = _common_build(arts)
-        validation = _validate(arts, members, merged, build, args) if args.validate else None
+        if args.validation_build is not None and not args.validate:
+            raise ValueError("--validation-build needs --validate")
+        validation = _validate(arts, members, merged, args.validation_build or build, args) \
+            if args.validate else None
     except (OSError, ArtifactError, ValueError) as exc:
         return fail(str(exc))
     extra: dict[str, Any] = {"merged_from": [_member_record(a) for a in arts]}
@@ -174,7 +197,8 @@ def run(args: argparse.Namespace) -> int:
     created_by = " ".join(["snn-fusion merge", *(f"--model {shlex.quote(m)}" for m in args.model),
                            f"--out {shlex.quote(str(args.out))}",
                            *([f"--name {shlex.quote(args.name)}"] if args.name else []),
-                           *(["--validate"] if args.validate else [])])
+                           *(["--validate"] if args.validate else []),
+                           *([f"--validation-build {args.validation_build}"] if args.validation_build else [])])
     try:
         save_artifact(args.out, merged, arts[0].class_names, arts[0].encoder_config, extra=extra, name=args.name,
                       created_by=created_by)
@@ -210,6 +234,9 @@ def _validate(arts: Sequence[Any], members: Sequence[FusionNet], merged: FusionN
                          f"{sorted({str(a.metadata.get('extra', {}).get('build')) for a in arts})}")
     settings = _validation_settings(arts)
     cache = args.cache if args.cache is not None else default_cache()
+    foreign = {i for i, a in enumerate(arts) if a.metadata.get("extra", {}).get("build") != build}
+    if foreign:
+        _check_same_held_out(build, [arts[i] for i in sorted(foreign)], settings, cache)
     ds = load_split("train", cache=cache, key=build)
     enc = encode_split(ds, EncoderConfigs.from_dict(arts[0].encoder_config), progress=not args.no_progress)
     _, va, inputs, labels = validation_set(enc, settings)
@@ -217,8 +244,11 @@ def _validate(arts: Sequence[Any], members: Sequence[FusionNet], merged: FusionN
         raise ValueError("--validate: the members' runs had no validation split (val_fraction 0)")
     rows = []
     tol = 1.5 / len(labels)  # one sample: float sums may differ with the thread count
-    for a, m in zip(arts, members, strict=True):
+    for i, (a, m) in enumerate(zip(arts, members, strict=True)):
         rep, _ = accuracy_report(m, inputs, labels)
+        if i in foreign:
+            rows.append(rep)
+            continue
         recorded = a.metadata.get("extra", {}).get("validation_accuracy") or {}
         off = {k: (recorded[k], v) for k, v in rep.items() if k in recorded and abs(recorded[k] - v) > tol}
         if off:
@@ -228,3 +258,38 @@ def _validate(arts: Sequence[Any], members: Sequence[FusionNet], merged: FusionN
     rep, peak = accuracy_report(merged, inputs, labels)
     return {"merged": rep, "members": rows, "readout_abs_max": peak,
             "samples": {m: len(v) for m, v in va.items()}}
+
+
+def _check_same_held_out(build: str, arts: Sequence[Any], settings: Any, cache: Path) -> None:
+    """``ValueError`` unless build ``build``'s validation pairs are held out of the training of every artifact
+    in ``arts`` (trained on other builds): accent hold-out, the same held-out accents, identical DVS and IMU
+    training files (their validation parts are drawn by index)."""
+    import hashlib
+
+    from snn_fusion_ros.data.builder import find_build
+    from snn_fusion_ros.snn.train_cli import build_held_out_audio
+
+    if settings.val_audio_holdout != "accent":
+        raise ValueError("--validation-build: members trained on other builds must have held out accents "
+                         f"(--val-audio-holdout accent), not {settings.val_audio_holdout!r}")
+
+    def held_out(folder: Path) -> set[str]:
+        return build_held_out_audio(folder, settings.seed, settings.val_fraction, "accent")
+
+    def digest(path: Path) -> str:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
+    target = find_build(cache, build)
+    want = held_out(target)
+    for a in arts:
+        other = a.metadata.get("extra", {}).get("build")
+        if not other:
+            raise ValueError(f"--validation-build: {a.path} records no data build (extra.build)")
+        folder = find_build(cache, other)
+        if held_out(folder) != want:
+            raise ValueError(f"--validation-build: build {other} of {a.path} holds out accents "
+                             f"{sorted(held_out(folder))}, build {build} {sorted(want)}")
+        for name in ("dvs_train.npz", "imu_train.npz"):
+            if digest(folder / name) != digest(target / name):
+                raise ValueError(f"--validation-build: {name} of build {other} ({a.path}) differs from build "
+                                 f"{build}'s: its DVS / IMU validation part may have trained the other members")

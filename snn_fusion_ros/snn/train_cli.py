@@ -156,6 +156,15 @@ def held_out_audio(speakers: list[str], fraction: float, rng: np.random.Generato
     return spk, held
 
 
+def build_held_out_audio(build_folder: Path, seed: int, fraction: float, audio_holdout: str) -> set[str]:
+    """The audio units (voices or accents) a run of ``seed`` / ``fraction`` / ``audio_holdout`` on the build in
+    ``build_folder`` holds out for validation (:func:`held_out_audio` over the build's speaker list)."""
+    from snn_fusion_ros.data.store import load_npz
+
+    speakers = load_npz(Path(build_folder) / "audio_train.npz")["speaker"].astype(str).tolist()
+    return held_out_audio(speakers, float(fraction), np.random.default_rng([int(seed), 1]), audio_holdout)[1]
+
+
 def split_validation(enc: EncodedSplit, fraction: float, rng: np.random.Generator, audio_holdout: str = "voice"
                      ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """(train, validation) sample indices per modality, disjoint by speaker / writer block / series.

@@ -44,14 +44,10 @@ def model_validation_accents(art: Any, cache: Path | None = None) -> list[str]:
     held out voices rather than accents, or when the build is not in the cache.
     """
     from snn_fusion_ros.data.builder import find_build
-    from snn_fusion_ros.data.store import load_npz
-    from snn_fusion_ros.snn.train_cli import held_out_audio
+    from snn_fusion_ros.snn.merge import training_record
+    from snn_fusion_ros.snn.train_cli import build_held_out_audio
 
-    extra = art.metadata.get("extra", {})
-    tr, build = extra.get("training"), extra.get("build")
-    merged = extra.get("merged_from")
-    if not isinstance(tr, dict) and merged:  # a merge: its members share the split (merge --validate checks it)
-        tr = merged[0].get("training")
+    tr, build = training_record(art), art.metadata.get("extra", {}).get("build")
     if not isinstance(tr, dict) or not build:
         raise ValueError(f"{art.path} records no training settings and build; pass --accents")
     holdout = tr.get("val_audio_holdout", "voice")
@@ -61,10 +57,7 @@ def model_validation_accents(art: Any, cache: Path | None = None) -> list[str]:
         folder = find_build(cache, build)
     except FileNotFoundError as exc:
         raise ValueError(f"build {build} of {art.path} is not in the cache ({exc}); pass --accents") from exc
-    speakers = load_npz(folder / "audio_train.npz")["speaker"].astype(str).tolist()
-    _, held = held_out_audio(speakers, float(tr["val_fraction"]), np.random.default_rng([int(tr["seed"]), 1]),
-                             holdout)
-    return sorted(held)
+    return sorted(build_held_out_audio(folder, tr["seed"], tr["val_fraction"], holdout))
 
 
 def split_overlap(accents: list[str], variants: list[str], validation: frozenset[str] = frozenset()
