@@ -427,8 +427,9 @@ def test_merge_validates_on_another_builds_pairs_when_they_are_held_out_of_every
     """``merge --validate --validation-build``: a member trained on the core-variant quick build and one on the
     all-variant quick build (same accents held out, same DVS / IMU files) are scored on the latter's pairs."""
     from snn_fusion_ros import cli
-    from snn_fusion_ros.data.builder import BuildConfig, build
+    from snn_fusion_ros.data.builder import BuildConfig, build, find_build
     from snn_fusion_ros.data.dataset import load_split
+    from snn_fusion_ros.snn.voices import model_validation_accents
 
     spread_key = build(BuildConfig.create(quick=True, train_variants="all")).name
     spread = encode_split(load_split("train", key=spread_key), cache_dir=tmp_path / "enc", progress=False)
@@ -452,6 +453,14 @@ def test_merge_validates_on_another_builds_pairs_when_they_are_held_out_of_every
     merged = load_artifact(tmp_path / "merged")
     assert merged.metadata["created_by"].endswith(f"--validate --validation-build {spread_key}")
     assert merged.metadata["extra"]["validation_accuracy"] == res["validation_accuracy"]
+    assert merged.metadata["extra"]["validation_build"] == spread_key and "build" not in merged.metadata["extra"]
+    assert [m["build"] for m in merged.metadata["extra"]["merged_from"]] == [quick_key, spread_key]
+    held = sorted(train_cli.build_held_out_audio(find_build(None, spread_key), 0, 0.2, "accent"))
+    assert model_validation_accents(merged) == held and len(held) == 1, "snn-fusion voices finds its accents"
+    # a merge of this merge: its training settings are found through the first member's record
+    assert cli.main(["merge", "--model", str(tmp_path / "merged"), "--model", str(tmp_path / "all"), "--out",
+                     str(tmp_path / "nested"), "--validate", "--validation-build", spread_key, "--no-progress"]) == 0
+    capsys.readouterr()
     # voice hold-out: the held-out voices of one build are not those of the other, so it is refused
     train_cli.fit(quick_train, cfgs, _settings(epochs=1), tmp_path / "voice", tmp_path / "ck_voice", quick_key,
                   progress=False)

@@ -104,7 +104,7 @@ def _member_record(art: Any) -> dict[str, Any]:
     return {"path": str(art.path), "version": art.version, "created_by": art.metadata.get("created_by"),
             "hidden_neurons": art.config.hidden_neurons, "fusion_neurons": art.config.fusion_neurons,
             "best_epoch": ex.get("best_epoch"), "validation_accuracy": ex.get("validation_accuracy"),
-            "training": ex.get("training")}
+            "training": training_record(art), "build": ex.get("build")}
 
 
 def _common_build(arts: Sequence[Any]) -> str | None:
@@ -194,6 +194,8 @@ def run(args: argparse.Namespace) -> int:
     if validation is not None:
         extra.update(validation_accuracy=validation["merged"], readout_abs_max=validation["readout_abs_max"],
                      validation=validation["samples"])
+        if args.validation_build is not None:  # members of several builds: the build their split was scored on
+            extra["validation_build"] = args.validation_build
     created_by = " ".join(["snn-fusion merge", *(f"--model {shlex.quote(m)}" for m in args.model),
                            f"--out {shlex.quote(str(args.out))}",
                            *([f"--name {shlex.quote(args.name)}"] if args.name else []),
@@ -260,6 +262,15 @@ def _validate(arts: Sequence[Any], members: Sequence[FusionNet], merged: FusionN
             "samples": {m: len(v) for m, v in va.items()}}
 
 
+def _training_builds(art: Any) -> list[str | None]:
+    """The data builds ``art`` was trained on: its ``extra.build``, or for a merge of several builds each
+    member's (recorded in ``extra.merged_from``)."""
+    extra = art.metadata.get("extra", {})
+    if extra.get("build") or not extra.get("merged_from"):
+        return [extra.get("build")]
+    return [m.get("build") for m in extra["merged_from"]]
+
+
 def _check_same_held_out(build: str, arts: Sequence[Any], settings: Any, cache: Path) -> None:
     """``ValueError`` unless build ``build``'s validation pairs are held out of the training of every artifact
     in ``arts`` (trained on other builds): accent hold-out, the same held-out accents, identical DVS and IMU
@@ -281,10 +292,11 @@ def _check_same_held_out(build: str, arts: Sequence[Any], settings: Any, cache: 
 
     target = find_build(cache, build)
     want = held_out(target)
-    for a in arts:
-        other = a.metadata.get("extra", {}).get("build")
+    for a, other in ((art, b) for art in arts for b in _training_builds(art)):
         if not other:
             raise ValueError(f"--validation-build: {a.path} records no data build (extra.build)")
+        if other == build:
+            continue
         folder = find_build(cache, other)
         if held_out(folder) != want:
             raise ValueError(f"--validation-build: build {other} of {a.path} holds out accents "

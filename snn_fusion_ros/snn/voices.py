@@ -47,7 +47,8 @@ def model_validation_accents(art: Any, cache: Path | None = None) -> list[str]:
     from snn_fusion_ros.snn.merge import training_record
     from snn_fusion_ros.snn.train_cli import build_held_out_audio
 
-    tr, build = training_record(art), art.metadata.get("extra", {}).get("build")
+    extra = art.metadata.get("extra", {})
+    tr, build = training_record(art), extra.get("build") or extra.get("validation_build")
     if not isinstance(tr, dict) or not build:
         raise ValueError(f"{art.path} records no training settings and build; pass --accents")
     holdout = tr.get("val_audio_holdout", "voice")
