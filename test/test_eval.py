@@ -113,6 +113,20 @@ def test_backend_subset_is_recorded(tiny_model, quick_key, capsys):
     assert hi - lo > f_hi - f_lo
 
 
+def test_default_build_is_the_models_then_its_validation_build(tiny_model, quick_key, tmp_path, capsys):
+    """A merge of members from several builds records no ``build`` but the ``validation_build`` its rows were
+    scored on (whose test split the members share): eval takes it by default, not the seed-0 default build."""
+    from snn_fusion_ros.snn.artifact import load_artifact, save_artifact
+
+    art = load_artifact(tiny_model)
+    extra = {k: v for k, v in art.metadata["extra"].items() if k != "build"}
+    mixed = save_artifact(tmp_path / "mixed", art.build_model(), art.class_names, art.encoder_config,
+                          extra={**extra, "validation_build": quick_key})
+    argv = ["--json", "--backends", "torch", "--backend-samples", "torch=2", "--no-noise", "--no-progress"]
+    assert _eval(["--model", str(tiny_model), *argv], capsys)["build"] == quick_key
+    assert _eval(["--model", str(mixed), *argv], capsys)["build"] == quick_key
+
+
 @pytest.mark.unit
 def test_proportion_ci95_known_values():
     from snn_fusion_ros.snn.evaluate import proportion_ci95

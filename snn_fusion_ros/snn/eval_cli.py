@@ -91,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
     from snn_fusion_ros.models import resolve_model
     from snn_fusion_ros.snn.artifact import ArtifactError, load_artifact
     from snn_fusion_ros.snn.evaluate import EvalInputs, evaluate
+    from snn_fusion_ros.snn.merge import model_build
     from snn_fusion_ros.snn.user_data import load_user_modality
 
     torch.set_num_threads(max(1, args.threads))
@@ -104,8 +105,11 @@ def run(args: argparse.Namespace) -> int:
     cache = args.cache if args.cache is not None else default_cache()
     key = args.build
     if key is None and not args.quick:
-        key = art.metadata.get("extra", {}).get("build")
+        key = model_build(art)
         if key is not None and not (Path(cache) / "builds" / key / "manifest.json").is_file():
+            sys.stderr.write(f"snn-fusion eval: the model's data build {key} is not in {cache}; evaluating on the "
+                             "default build instead (its DVS test events differ if the model's build set "
+                             "--dvs-emulator; pass --build or build it with `snn-fusion dataset build`)\n")
             key = None
     if key is None:
         key = build(BuildConfig.create(seed=0, quick=args.quick), cache=cache, progress=progress).name

@@ -122,6 +122,14 @@ def training_record(art: Any) -> Any:
     return tr
 
 
+def model_build(art: Any) -> str | None:
+    """The data build whose splits fit ``art``: the one it was trained on (``extra.build``), or for a merge of
+    members from builds that differ only in training voices (and so share their test split) the build its
+    validation was scored on (``extra.validation_build``); None if it records neither."""
+    extra = art.metadata.get("extra", {})
+    return extra.get("build") or extra.get("validation_build")
+
+
 def _validation_settings(arts: Sequence[Any]) -> Any:
     """The members' common training settings, or ``ValueError`` saying what differs."""
     from snn_fusion_ros.snn.train_cli import TrainSettings

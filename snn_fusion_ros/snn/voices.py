@@ -44,11 +44,10 @@ def model_validation_accents(art: Any, cache: Path | None = None) -> list[str]:
     held out voices rather than accents, or when the build is not in the cache.
     """
     from snn_fusion_ros.data.builder import find_build
-    from snn_fusion_ros.snn.merge import training_record
+    from snn_fusion_ros.snn.merge import model_build, training_record
     from snn_fusion_ros.snn.train_cli import build_held_out_audio
 
-    extra = art.metadata.get("extra", {})
-    tr, build = training_record(art), extra.get("build") or extra.get("validation_build")
+    tr, build = training_record(art), model_build(art)
     if not isinstance(tr, dict) or not build:
         raise ValueError(f"{art.path} records no training settings and build; pass --accents")
     holdout = tr.get("val_audio_holdout", "voice")
