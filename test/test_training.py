@@ -475,6 +475,19 @@ def test_merge_validates_on_another_builds_pairs_when_they_are_held_out_of_every
     rc = cli.main(["merge", "--model", str(tmp_path / "core"), "--model", str(tmp_path / "all"), "--out",
                    str(tmp_path / "m3"), "--validation-build", spread_key])
     assert rc == 1 and "needs --validate" in capsys.readouterr().err
+    # a member's build whose DVS training file (as its manifest records it) is not the validation build's
+    cache = tmp_path / "cache"
+    for key in (quick_key, spread_key):
+        (cache / "builds" / key).mkdir(parents=True)
+        for f in find_build(None, key).iterdir():
+            (cache / "builds" / key / f.name).symlink_to(f)
+    manifest = cache / "builds" / quick_key / "manifest.json"
+    recorded = json.loads(manifest.read_text())
+    manifest.unlink()
+    recorded["files"]["dvs_train.npz"] = "0" * 64
+    manifest.write_text(json.dumps(recorded))
+    rc = cli.main([*args, "--validation-build", spread_key, "--cache", str(cache)])
+    assert rc == 1 and "dvs_train.npz of build" in capsys.readouterr().err
 
 
 def test_a_checkpoint_folder_in_use_is_refused(quick_train, tmp_path):

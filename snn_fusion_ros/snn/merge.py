@@ -282,10 +282,10 @@ def _training_builds(art: Any) -> list[str | None]:
 def _check_same_held_out(build: str, arts: Sequence[Any], settings: Any, cache: Path) -> None:
     """``ValueError`` unless build ``build``'s validation pairs are held out of the training of every artifact
     in ``arts`` (trained on other builds): accent hold-out, the same held-out accents, identical DVS and IMU
-    training files (their validation parts are drawn by index)."""
-    import hashlib
-
+    training files (their validation parts are drawn by index; compared by the sha256 each build's manifest
+    records for its files)."""
     from snn_fusion_ros.data.builder import find_build
+    from snn_fusion_ros.data.store import load_json
     from snn_fusion_ros.snn.train_cli import build_held_out_audio
 
     if settings.val_audio_holdout != "accent":
@@ -295,21 +295,22 @@ def _check_same_held_out(build: str, arts: Sequence[Any], settings: Any, cache: 
     def held_out(folder: Path) -> set[str]:
         return build_held_out_audio(folder, settings.seed, settings.val_fraction, "accent")
 
-    def digest(path: Path) -> str:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+    def digests(folder: Path) -> dict[str, str]:
+        return load_json(folder / "manifest.json")["files"]
 
     target = find_build(cache, build)
-    want = held_out(target)
+    want, want_files = held_out(target), digests(target)
     for a, other in ((art, b) for art in arts for b in _training_builds(art)):
         if not other:
             raise ValueError(f"--validation-build: {a.path} records no data build (extra.build)")
         if other == build:
             continue
         folder = find_build(cache, other)
-        if held_out(folder) != want:
+        held, files = held_out(folder), digests(folder)
+        if held != want:
             raise ValueError(f"--validation-build: build {other} of {a.path} holds out accents "
-                             f"{sorted(held_out(folder))}, build {build} {sorted(want)}")
+                             f"{sorted(held)}, build {build} {sorted(want)}")
         for name in ("dvs_train.npz", "imu_train.npz"):
-            if digest(folder / name) != digest(target / name):
+            if files.get(name) is None or files.get(name) != want_files.get(name):
                 raise ValueError(f"--validation-build: {name} of build {other} ({a.path}) differs from build "
                                  f"{build}'s: its DVS / IMU validation part may have trained the other members")
