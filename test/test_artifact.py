@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -111,3 +112,114 @@ def test_missing_or_garbage_files_rejected(tmp_path, saved):
 def test_save_checks_class_names(tmp_path):
     with pytest.raises(ArtifactError, match="class_names"):
         save_artifact(tmp_path / "x", FusionNet(CFG), ["a", "b"], {})
+
+
+# --- format 2: a merge's block-structured tensors stored as their blocks ---------------------------
+
+def _merged(tmp_path):
+    from snn_fusion_ros.snn.merge import merge_networks
+
+    members = [FusionNet(dataclasses.replace(CFG, seed=s)) for s in (1, 2, 3)]
+    net = merge_networks(members)
+    return net, save_artifact(tmp_path / "merged", net, ["walk", "run", "idle"], {}, {"merged_from": []},
+                              store_blocks=True)
+
+
+def _stored_keys(path):
+    raw = (path / "weights.safetensors").read_bytes()
+    return set(json.loads(raw[8:8 + int.from_bytes(raw[:8], "little")])) - {"__metadata__"}
+
+
+def test_single_network_stays_format_1(saved):
+    model, path = saved
+    meta = json.loads((path / "model.json").read_text())
+    assert meta["format_version"] == 1 and "stored_blocks" not in meta
+    assert _stored_keys(path) == set(model.artifact_tensors())
+
+
+def test_merge_stored_as_blocks_loads_equal(tmp_path):
+    net, path = _merged(tmp_path)
+    meta = json.loads((path / "model.json").read_text())
+    assert meta["format_version"] == 2
+    # three members: the fusion and recurrent weights are three independent blocks each
+    assert meta["stored_blocks"]["w_fuse"] == 3 and all(meta["stored_blocks"][f"w_rec.{m}"] == 3
+                                                      for m in ("audio", "dvs", "imu"))
+    assert "w_in.audio" in _stored_keys(path) and "w_fuse" not in _stored_keys(path)  # stacked rows: dense
+    from safetensors.torch import load_file
+
+    stored = load_file(str(path / "weights.safetensors"))
+    dense_bytes = sum(4 * t.numel() for t in net.artifact_tensors().values())
+    assert sum(t.element_size() * t.numel() for t in stored.values()) < 0.6 * dense_bytes
+    # the same network saved without block storage is format 1
+    plain = save_artifact(tmp_path / "plain", net, ["walk", "run", "idle"], {})
+    assert json.loads((plain / "model.json").read_text())["format_version"] == 1
+    art = load_artifact(path)
+    assert meta["tensors"] == {k: list(v.shape) for k, v in net.artifact_tensors().items()}
+    for k, v in net.artifact_tensors().items():
+        assert torch.equal(art.tensors[k], v), k
+    rng = np.random.default_rng(1)
+    win = {m: rng.random((10, n)) < 0.3 for m, n in CFG.input_sizes.items()}
+    np.testing.assert_array_equal(art.build_model().step_values(win), net.step_values(win))
+
+
+def _rewrite_weights(path, edit):
+    """Apply ``edit`` to the stored tensors and re-sign the file (a consistent checksum, bad content)."""
+    from safetensors.torch import load_file, save_file
+
+    from snn_fusion_ros.snn.artifact import sha256_file
+
+    w = path / "weights.safetensors"
+    stored = load_file(str(w))
+    edit(stored)
+    save_file(stored, str(w))
+    _edit_meta(path, weights_sha256=sha256_file(w))
+
+
+def _shift_rows(stored):
+    stored["w_fuse@block1.rows"] = stored["w_fuse@block0.rows"].clone()  # overlaps block 0
+
+
+def _out_of_range(stored):
+    stored["w_fuse@block2.cols"] = stored["w_fuse@block2.cols"] + 1000
+
+
+def _drop_block(stored):
+    del stored["w_rec.dvs@block1.values"]
+
+
+def _bad_values(stored):
+    stored["w_fuse@block0.values"] = stored["w_fuse@block0.values"][:, :-1].contiguous()
+
+
+def _float_indices(stored):
+    stored["rec_mask.imu@block0.rows"] = stored["rec_mask.imu@block0.rows"].float()
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (_shift_rows, "used by no other block"),
+    (_out_of_range, "within"),
+    (_drop_block, "lacks"),
+    (_bad_values, "float32 of shape"),
+    (_float_indices, "int32"),
+])
+def test_corrupt_blocks_rejected(tmp_path, edit, message):
+    _, path = _merged(tmp_path)
+    _rewrite_weights(path, edit)
+    with pytest.raises(ArtifactError, match=message):
+        load_artifact(path)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"format_version": 1}, "stored_blocks needs format_version 2"),
+    ({"stored_blocks": {"w_fuse": 3, "w_nope": 2}}, "not in tensors"),
+    ({"stored_blocks": {"w_fuse": 1}}, "block counts >= 2"),
+    ({"stored_blocks": {"w_fuse": 4}}, "lacks"),
+])
+def test_inconsistent_block_metadata_rejected(tmp_path, change, message):
+    _, path = _merged(tmp_path)
+    meta = json.loads((path / "model.json").read_text())
+    if "stored_blocks" in change:
+        change = {"stored_blocks": {**meta["stored_blocks"], **change["stored_blocks"]}}
+    _edit_meta(path, **change)
+    with pytest.raises(ArtifactError, match=message):
+        load_artifact(path)

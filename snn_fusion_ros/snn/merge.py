@@ -13,8 +13,11 @@ can therefore be placed side by side in one network of ``sum H_k`` neurons per m
   (a linear leaky integrator from zero), is the **sum** of the members' at every step.
 
 The merged network's decision is the argmax of the summed readout membranes (an ensemble of the members'
-logits), computed by one ordinary network: the torch, NIR, Lava and Akida backends run it unchanged, at
-K times the members' cost per step. Its scores are ``softmax`` of the sum (sharper than any member's).
+logits), computed by one ordinary network: the torch, NIR, Lava and Akida backends run it unchanged (the
+torch step computes only the members' blocks, :mod:`snn_fusion_ros.snn.blocks`). The artifact stores the
+block-structured tensors as their blocks (format 2, :mod:`snn_fusion_ros.snn.artifact`), so the weights
+file grows with the member count, not with its square; loading restores the full tensors exactly.
+Its scores are ``softmax`` of the sum (sharper than any member's).
 
 With ``--validate`` the merged network (and, as a check, each member) is scored on the validation pairs
 of the members' training runs, which must share the data build, seed, validation fraction and hold-out
@@ -211,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
                            *([f"--validation-build {args.validation_build}"] if args.validation_build else [])])
     try:
         save_artifact(args.out, merged, arts[0].class_names, arts[0].encoder_config, extra=extra, name=args.name,
-                      created_by=created_by)
+                      created_by=created_by, store_blocks=True)
         out = load_artifact(args.out)
     except (OSError, ArtifactError) as exc:
         return fail(str(exc))
