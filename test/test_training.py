@@ -193,10 +193,10 @@ def test_recorded_voices_enter_the_pairing_pool_repeat_times_and_default_run_key
     # the key of a default run is what it was before the setting existed, so its checkpoints still resume
     cfgs = node_encoder_configs()
     old = dataclasses.asdict(train_cli.TrainSettings())
-    del old["epochs"], old["recorded_audio_repeat"], old["weight_ema"], old["replicate"]
+    del old["epochs"], old["recorded_audio_repeat"], old["weight_ema"], old["replicate"], old["audio_channel_shift"]
     blob = json.dumps({"build": "b", "enc": cfgs.hash(), "settings": old}, sort_keys=True)
     assert train_cli.run_key("b", cfgs, train_cli.TrainSettings()) == hashlib.sha256(blob.encode()).hexdigest()[:16]
-    for changed in ({"recorded_audio_repeat": 2}, {"weight_ema": 0.999}, {"replicate": 1}):
+    for changed in ({"recorded_audio_repeat": 2}, {"weight_ema": 0.999}, {"replicate": 1}, {"audio_channel_shift": 1}):
         assert train_cli.run_key("b", cfgs, train_cli.TrainSettings(**changed)) != train_cli.run_key(
             "b", cfgs, train_cli.TrainSettings()), changed
 
@@ -245,6 +245,36 @@ def test_augment_spikes_shifts_streams_and_deletes_spikes():
     assert set(torch.unique(dropped).tolist()) == {0.0, 1.0}
     assert abs(float(dropped.mean()) - 0.75) < 0.01
     assert augment_spikes(x, 0, 0.0, g) is x
+
+
+def test_audio_channel_shift_moves_every_tap_and_polarity_together():
+    from snn_fusion_ros.encoders.audio import AudioEncoderConfig
+
+    layout = AudioEncoderConfig(delay_taps_ms=(0.0, 150.0), spiking="delta", num_channels=8).channel_layout
+    assert layout == (2, 2, 8) and AudioEncoderConfig(spiking="lif").channel_layout == (1, 1, 32)
+    g = torch.Generator()
+    g.manual_seed(1)
+    b, t = 400, 3
+    x = torch.zeros(b, t, 32)
+    x.view(b, t, 4, 8)[:, :, :, 3] = 1.0  # channel 3 of both taps, ON and OFF
+    x.view(b, t, 4, 8)[:, 0, 1, 7] = 1.0  # the top channel, OFF, tap 0, step 0 only
+    other = {"dvs": torch.ones(b, t, 5)}
+    out = augment_spikes({"audio": x, **other}, 0, 0.0, g, audio_channel_shift=2, audio_layout=layout)
+    y = out["audio"].view(b, t, 4, 8)
+    assert torch.equal(out["dvs"], other["dvs"])  # only audio moves
+    moved = y[:, 1].argmax(-1)  # (b, 4): where channel 3 went, per tap and group
+    assert (moved == moved[:, :1]).all()  # one shift per sample for every tap and polarity
+    assert set((moved[:, 0] - 3).tolist()) == {-2, -1, 0, 1, 2}  # every shift in [-2, 2] is drawn
+    assert torch.equal(y[:, 1:].sum((1, 2, 3)), torch.full((b,), 8.0))  # channel 3 stays inside the 8
+    # the top channel shifted up leaves the array (nothing wraps round); shifted down or not it stays
+    c = moved[:, 0] - 3
+    row = y[:, 0, 1]  # step 0, tap 0, OFF: channels 3 and 7 before the shift
+    assert torch.equal(row.sum(-1), torch.where(c > 0, 1.0, 2.0))
+    assert torch.equal(row[torch.arange(b), (7 + c).clamp(max=7)], torch.where(c > 0, 0.0, 1.0))
+    with pytest.raises(ValueError, match="layout"):
+        augment_spikes({"audio": torch.zeros(2, 3, 30)}, 0, 0.0, g, audio_channel_shift=1, audio_layout=layout)
+    with pytest.raises(ValueError, match="audio_layout"):
+        augment_spikes({"audio": x}, 0, 0.0, g, audio_channel_shift=1)
 
 
 def test_gather_takes_noisy_encodings_at_the_requested_rate(quick_train, tmp_path):

@@ -135,6 +135,13 @@ class AudioEncoderConfig(DelayTapsConfig):
         """Output neurons: the spiking stage's, once per delay tap."""
         return self.spiking_neurons * len(self.delay_taps_ms)
 
+    @property
+    def channel_layout(self) -> tuple[int, int, int]:
+        """``(taps, groups, channels)``: output neuron ``(tap * groups + group) * channels + channel``, with
+        ``groups`` 2 for delta (ON, OFF) and 1 for lif, channels in filterbank order (low to high)."""
+        groups = 2 if self.spiking == "delta" else 1
+        return len(self.delay_taps_ms), groups, self.num_channels
+
 
 def _erb_space(f_min: float, f_max: float, n: int) -> np.ndarray:
     """n centre frequencies equally spaced on the ERB-rate scale (Glasberg & Moore), Hz."""

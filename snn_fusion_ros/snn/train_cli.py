@@ -86,6 +86,10 @@ class TrainSettings:
         "steps", 0, 1000))
     spike_drop: float = field(default=0.0, metadata=param(
         "augmentation: probability of deleting each input spike", "", 0.0, 0.9))
+    audio_channel_shift: int = field(default=0, metadata=param(
+        "augmentation: each sample's audio spikes move by a random number of cochlear channels up to this many "
+        "either way, the same for every delay tap (a vocal-tract-length perturbation; 1 channel is about a "
+        "10 % frequency warp with the default filterbank)", "channels", 0, 16))
     noise_fraction: float = field(default=0.0, metadata=param(
         "augmentation: probability per sample and modality of training on the stream encoded with sensor noise "
         "(levels below) instead of the clean one", "", 0.0, 1.0))
@@ -313,7 +317,7 @@ def network_config(enc_cfgs: EncoderConfigs, s: TrainSettings, num_classes: int 
 
 
 #: settings added after runs were keyed, with the value that leaves a run key unchanged
-_LATER_SETTINGS = {"recorded_audio_repeat": 1, "weight_ema": 0.0, "replicate": 0}
+_LATER_SETTINGS = {"recorded_audio_repeat": 1, "weight_ema": 0.0, "replicate": 0, "audio_channel_shift": 0}
 
 
 def run_seed(s: TrainSettings) -> int:
@@ -478,7 +482,9 @@ def _fit(train_enc: EncodedSplit, enc_cfgs: EncoderConfigs, settings: TrainSetti
 
         loss, acc = train_epoch(model, opt, batches(), gen, s.missing_dropout, s.last_weight,
                                 on_batch=None if ema is None else (lambda _loss: ema.update_parameters(model)),
-                                shift_steps=s.shift_steps, spike_drop=s.spike_drop)
+                                shift_steps=s.shift_steps, spike_drop=s.spike_drop,
+                                audio_channel_shift=s.audio_channel_shift,
+                                audio_layout=enc_cfgs.audio.channel_layout)
         judged = model if ema is None else ema.module  # the network that validation scores and `out` gets
         rep, peak = accuracy_report(judged, val_inputs, val_labels) if val_inputs is not None else ({}, 0.0)
         score = selection_score(rep) if rep else float(epoch)
@@ -531,6 +537,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="augmentation: max random shift per modality and sample, steps (default 0)")
     parser.add_argument("--spike-drop", type=float, default=d.spike_drop,
                         help="augmentation: probability of deleting an input spike (default 0)")
+    parser.add_argument("--audio-channel-shift", type=int, default=d.audio_channel_shift, metavar="K",
+                        help="augmentation: each sample's audio spikes move by up to K cochlear channels either way "
+                             "(vocal-tract-length perturbation; default 0: off)")
     parser.add_argument("--noise-fraction", type=float, default=d.noise_fraction,
                         help="augmentation: share of modality samples trained from their noisy encoding (default 0); "
                              "levels: --noise-audio-snr-db, --noise-dvs-hz, --noise-imu-std")
@@ -608,7 +617,8 @@ def run(args: argparse.Namespace) -> int:
                              hidden_neurons=args.hidden, fusion_neurons=args.fusion,
                              readout_tau_mem_ms=args.readout_tau_ms, tau_mem_ms=args.tau_mem_ms,
                              tau_syn_ms=args.tau_syn_ms, shift_steps=args.shift_steps,
-                             spike_drop=args.spike_drop, noise_fraction=args.noise_fraction,
+                             spike_drop=args.spike_drop, audio_channel_shift=args.audio_channel_shift,
+                             noise_fraction=args.noise_fraction,
                              noise_audio_snr_db=args.noise_audio_snr_db, noise_dvs_hz=args.noise_dvs_hz,
                              noise_imu_std=args.noise_imu_std, mispair_audio=args.mispair_audio,
                              val_audio_holdout=args.val_audio_holdout,

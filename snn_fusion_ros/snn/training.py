@@ -144,19 +144,49 @@ def apply_missing_dropout(inputs: dict[str, torch.Tensor], p: float, gen: torch.
     return out
 
 
-def augment_spikes(inputs: dict[str, torch.Tensor], shift_steps: int, drop: float, gen: torch.Generator
+def shift_channels(x: torch.Tensor, layout: tuple[int, int, int], max_shift: int, gen: torch.Generator
+                   ) -> torch.Tensor:
+    """Audio spikes ``x`` (B, T, N) with each sample's cochlear channels moved by an integer ``c`` drawn
+    uniformly from ``[-max_shift, max_shift]`` (channel ``j`` reads channel ``j - c``; zeros shifted in),
+    the same ``c`` for every delay tap and ON/OFF group. ``layout`` is the encoder's
+    :attr:`~snn_fusion_ros.encoders.audio.AudioEncoderConfig.channel_layout` (``taps * groups * channels``
+    must be N).
+
+    Why: a longer or shorter vocal tract moves every formant by about the same factor, and the gammatone
+    channels are equally spaced on the ERB-rate scale (about 0.9 ERB apart at 32 channels over
+    100-7000 Hz), where a factor of 1.1 is about one channel from 1 to 7 kHz: moving the channels is a
+    vocal-tract-length perturbation (Jaitly and Hinton, 2013, warp factors 0.9-1.1) done on the spikes.
+    """
+    taps, groups, ch = layout
+    b, t, n = x.shape
+    if taps * groups * ch != n:
+        raise ValueError(f"audio channel layout {layout} does not cover {n} neurons")
+    c = torch.randint(-max_shift, max_shift + 1, (b, 1, 1, 1), generator=gen)
+    src = torch.arange(ch)[None, None, None, :] - c
+    valid = ((src >= 0) & (src < ch)).to(x.dtype)
+    y = x.reshape(b, t, taps * groups, ch)
+    y = torch.take_along_dim(y, src.clamp(0, ch - 1).expand(b, t, taps * groups, ch), dim=3) * valid
+    return y.reshape(b, t, n)
+
+
+def augment_spikes(inputs: dict[str, torch.Tensor], shift_steps: int, drop: float, gen: torch.Generator,
+                   audio_channel_shift: int = 0, audio_layout: tuple[int, int, int] | None = None
                    ) -> dict[str, torch.Tensor]:
     """Spike-level augmentation of a training batch ``{m: (B, T, N_m)}``.
 
     * ``shift_steps``: each sample's stream of each modality moves by an integer ``s`` drawn uniformly
       from ``[-shift_steps, shift_steps]`` steps (zeros shifted in): the sensors of a fused sample
       are not recorded together, and a word or a gesture does not start at the same instant twice.
+    * ``audio_channel_shift``: the audio spikes' cochlear channels move by up to this many channels
+      (:func:`shift_channels`, ``audio_layout`` its layout).
     * ``drop``: every input spike is deleted with this probability (sensor noise, a quieter voice).
 
-    Both are off at 0, and then ``inputs`` is returned unchanged.
+    All are off at 0, and then ``inputs`` is returned unchanged (and ``gen`` is not drawn from).
     """
-    if shift_steps <= 0 and drop <= 0:
+    if shift_steps <= 0 and drop <= 0 and audio_channel_shift <= 0:
         return inputs
+    if audio_channel_shift > 0 and audio_layout is None:
+        raise ValueError("audio_channel_shift needs audio_layout (AudioEncoderConfig.channel_layout)")
     out = {}
     for m, x in inputs.items():
         b, t, n = x.shape
@@ -165,6 +195,8 @@ def augment_spikes(inputs: dict[str, torch.Tensor], shift_steps: int, drop: floa
             src = torch.arange(t)[None, :] - s  # output step j reads input step j - s
             valid = ((src >= 0) & (src < t)).to(x.dtype)[:, :, None]
             x = torch.take_along_dim(x, src.clamp(0, t - 1)[:, :, None].expand(b, t, n), dim=1) * valid
+        if m == "audio" and audio_channel_shift > 0:
+            x = shift_channels(x, audio_layout, audio_channel_shift, gen)
         if drop > 0:
             x = x * (torch.rand(x.shape, generator=gen) >= drop).to(x.dtype)
         out[m] = x
@@ -186,16 +218,19 @@ def window_loss(ends: torch.Tensor, y: torch.Tensor, last_weight: float = 1.0) -
 def train_epoch(model: FusionNet, opt: torch.optim.Optimizer, batches: Iterable[Batch], gen: torch.Generator,
                 missing_dropout: float = 0.5, last_weight: float = 1.0,
                 on_batch: Callable[[float], None] | None = None, shift_steps: int = 0,
-                spike_drop: float = 0.0) -> tuple[float, float]:
+                spike_drop: float = 0.0, audio_channel_shift: int = 0,
+                audio_layout: tuple[int, int, int] | None = None) -> tuple[float, float]:
     """One pass of Adam-style updates over ``batches``; returns (mean loss, last-window accuracy).
 
     ``missing_dropout`` is the per-sample probability of :func:`apply_missing_dropout`;
-    ``shift_steps`` and ``spike_drop`` configure :func:`augment_spikes` (applied first).
+    ``shift_steps``, ``spike_drop``, ``audio_channel_shift`` and ``audio_layout`` configure
+    :func:`augment_spikes` (applied first).
     """
     model.train()
     tot_loss, ok, n, nb = 0.0, 0, 0, 0
     for inputs, labels in batches:
-        x = augment_spikes({m: _as_tensor(a) for m, a in inputs.items()}, shift_steps, spike_drop, gen)
+        x = augment_spikes({m: _as_tensor(a) for m, a in inputs.items()}, shift_steps, spike_drop, gen,
+                           audio_channel_shift, audio_layout)
         x = apply_missing_dropout(x, missing_dropout, gen)
         y = torch.as_tensor(np.asarray(labels), dtype=torch.long)
         ends = model.window_end_values(model(x))
