@@ -32,6 +32,7 @@ setup(
         ("share/snn_fusion_ros/launch", _share_files("launch")),
         ("share/snn_fusion_ros/config", _share_files("config")),
         ("share/snn_fusion_ros/models/default", _share_files("models/default")),
+        ("share/snn_fusion_ros/models/basic_motions", _share_files("models/basic_motions")),
         ("share/snn_fusion_ros/demo/demo_fused", _share_files("demo/demo_fused")),
     ],
     install_requires=[
