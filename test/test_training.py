@@ -194,9 +194,11 @@ def test_recorded_voices_enter_the_pairing_pool_repeat_times_and_default_run_key
     cfgs = node_encoder_configs()
     old = dataclasses.asdict(train_cli.TrainSettings())
     del old["epochs"], old["recorded_audio_repeat"], old["weight_ema"], old["replicate"], old["audio_channel_shift"]
+    del old["selection_score"]
     blob = json.dumps({"build": "b", "enc": cfgs.hash(), "settings": old}, sort_keys=True)
     assert train_cli.run_key("b", cfgs, train_cli.TrainSettings()) == hashlib.sha256(blob.encode()).hexdigest()[:16]
-    for changed in ({"recorded_audio_repeat": 2}, {"weight_ema": 0.999}, {"replicate": 1}, {"audio_channel_shift": 1}):
+    for changed in ({"recorded_audio_repeat": 2}, {"weight_ema": 0.999}, {"replicate": 1}, {"audio_channel_shift": 1},
+                    {"selection_score": "goal"}):
         assert train_cli.run_key("b", cfgs, train_cli.TrainSettings(**changed)) != train_cli.run_key(
             "b", cfgs, train_cli.TrainSettings()), changed
 
@@ -245,6 +247,23 @@ def test_augment_spikes_shifts_streams_and_deletes_spikes():
     assert set(torch.unique(dropped).tolist()) == {0.0, 1.0}
     assert abs(float(dropped.mean()) - 0.75) < 0.01
     assert augment_spikes(x, 0, 0.0, g) is x
+
+
+def test_goal_selection_score_leaves_the_single_paths_out():
+    # validation rows of round 20's R20b at epochs 28 and 61 (models/README.md): IMU alone (10 series) read
+    # 80 % and then 60 %, audio alone 78 % and then 85 %
+    e28 = {"fused": 0.9972, "-audio": 0.9847, "-dvs": 0.9042, "-imu": 0.9889, "-audio-dvs": 0.8,
+           "-audio-imu": 0.975, "-dvs-imu": 0.7819}
+    e61 = {"fused": 0.9972, "-audio": 0.9847, "-dvs": 0.9097, "-imu": 0.9944, "-audio-dvs": 0.6,
+           "-audio-imu": 0.9625, "-dvs-imu": 0.8472}
+    assert train_cli.selection_score(e28) > train_cli.selection_score(e61)  # the default picks epoch 28
+    assert train_cli.selection_score(e61, "goal") > train_cli.selection_score(e28, "goal")
+    assert train_cli.selection_score(e61, "goal") == pytest.approx(0.5 * 0.9972 + 0.5 * (0.9847 + 0.9097 + 0.9944) / 3)
+    assert train_cli.selection_score(e61, "all") == train_cli.selection_score(e61)
+    with pytest.raises(ValueError, match="selection score"):
+        train_cli.selection_score(e61, "best")
+    with pytest.raises(ValueError, match="selection_score"):
+        _settings(selection_score="best")
 
 
 def test_audio_channel_shift_moves_every_tap_and_polarity_together():
