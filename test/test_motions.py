@@ -17,6 +17,24 @@ from snn_fusion_ros.data.encode import node_encoder_configs
 from snn_fusion_ros.snn.motions import encode_recordings, nearest_neighbour_accuracy
 
 
+def _streamed_decisions(art, x: np.ndarray) -> list[int]:
+    """The class of each recording in ``x`` (R, steps, neurons) at its last window, streamed window by window
+    through the torch backend with only the IMU present (as the fusion node runs it), state reset per
+    recording."""
+    from snn_fusion_ros.backends import create_backend
+
+    be = create_backend("torch")
+    be.load(art)
+    steps = art.config.steps_per_window
+    decisions = []
+    for rec in x:
+        be.reset()
+        for lo in range(0, len(rec), steps):
+            probs = be.step({"imu": rec[lo:lo + steps]})
+        decisions.append(int(np.argmax(probs)))
+    return decisions
+
+
 @pytest.mark.unit
 def test_recordings_stream_through_the_node_encoder_from_sensor_time_zero():
     cfg = node_encoder_configs().imu
@@ -47,7 +65,6 @@ def test_nearest_neighbour_baseline():
 @pytest.mark.unit
 @pytest.mark.slow
 def test_short_run_beats_chance_and_its_model_streams_in_the_backend(tmp_path, capsys):
-    from snn_fusion_ros.backends import create_backend
     from snn_fusion_ros.data.builder import default_cache
     from snn_fusion_ros.data.imu import load_aeon_dataset
     from snn_fusion_ros.snn.artifact import load_artifact
@@ -73,15 +90,7 @@ def test_short_run_beats_chance_and_its_model_streams_in_the_backend(tmp_path, c
     cfg = node_encoder_configs().imu
     te = load_aeon_dataset("BasicMotions", "test", default_cache())
     x = encode_recordings(te.series[:4], cfg)
-    be = create_backend("torch")
-    be.load(art)
-    steps = art.config.steps_per_window
-    decisions = []
-    for rec in x:
-        be.reset()
-        for lo in range(0, len(rec), steps):
-            probs = be.step({"imu": rec[lo:lo + steps]})
-        decisions.append(int(np.argmax(probs)))
+    decisions = _streamed_decisions(art, x)
     batched = last_window_scores(art.build_model(), {"imu": x}).argmax(1).tolist()
     assert decisions == batched
 
@@ -90,7 +99,6 @@ def test_short_run_beats_chance_and_its_model_streams_in_the_backend(tmp_path, c
 def test_shipped_basic_motions_model_reproduces_its_recorded_test_accuracy():
     """models/basic_motions (installed with the package) decides the archive's 40 test recordings as
     the run that made it recorded, through the streaming backend the fusion node uses."""
-    from snn_fusion_ros.backends import create_backend
     from snn_fusion_ros.data.builder import default_cache
     from snn_fusion_ros.data.imu import load_aeon_dataset
     from snn_fusion_ros.models import resolve_model
@@ -107,15 +115,7 @@ def test_shipped_basic_motions_model_reproduces_its_recorded_test_accuracy():
     cfg = node_encoder_configs().imu
     assert art.encoder_config["imu"] == node_encoder_configs().to_dict()["imu"]
     x = encode_recordings(te.series, cfg)
-    be = create_backend("torch")
-    be.load(art)
-    steps = art.config.steps_per_window
-    decisions = []
-    for rec in x:
-        be.reset()
-        for lo in range(0, len(rec), steps):
-            probs = be.step({"imu": rec[lo:lo + steps]})
-        decisions.append(int(np.argmax(probs)))
+    decisions = _streamed_decisions(art, x)
     acc = float(np.mean(np.asarray(decisions) == np.asarray(te.labels)))
     assert acc == pytest.approx(extra["test_accuracy"], abs=1e-9), (acc, extra["test_accuracy"])
     assert acc >= 0.8  # chance 0.25, the archive's 1-NN baseline 0.725
@@ -130,7 +130,6 @@ def test_fusion_node_runs_the_shipped_basic_motions_model_with_only_the_imu(rclp
     from conftest import spin_until
     from rclpy.parameter import Parameter
 
-    from snn_fusion_ros.backends import create_backend
     from snn_fusion_ros.data.builder import default_cache
     from snn_fusion_ros.data.imu import load_aeon_dataset
     from snn_fusion_ros.models import resolve_model
@@ -147,11 +146,7 @@ def test_fusion_node_runs_the_shipped_basic_motions_model_with_only_the_imu(rclp
     x = encode_recordings([te.series[i]], node_encoder_configs().imu)[0]
     art = load_artifact(resolve_model("basic_motions"))
     steps, step_ns = art.config.steps_per_window, int(art.config.step_ms * 1e6)
-    be = create_backend("torch")
-    be.load(art)
-    for lo in range(0, len(x), steps):
-        probs = be.step({"imu": x[lo:lo + steps]})
-    expected = art.class_names[int(np.argmax(probs))]
+    expected = art.class_names[_streamed_decisions(art, x[None])[0]]
 
     fusion = FusionNode(context=rclpy_context, parameter_overrides=[
         Parameter("model_path", value="basic_motions"), Parameter("alignment.modalities", value=["imu"])])

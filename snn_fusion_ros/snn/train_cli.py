@@ -58,6 +58,8 @@ CLASS_NAMES: tuple[str, ...] = tuple(str(d) for d in range(10))
 VAL_AUDIO_HOLDOUTS: tuple[str, ...] = ("voice", "accent")
 CHECKPOINT_WEIGHTS = "checkpoint.safetensors"
 CHECKPOINT_STATE = "checkpoint.json"
+#: validation scores that can pick a run's saved epoch (:func:`selection_score`)
+SELECTION_SCORES: tuple[str, ...] = ("all", "goal")
 _NET_FIELDS = {f.name: f for f in dataclasses.fields(FusionNetConfig)}
 
 
@@ -116,7 +118,7 @@ class TrainSettings:
     selection_score: str = field(default="all", metadata=param(
         "the validation score that picks the saved epoch: all = 0.5 fused + 0.5 mean of the six missing sets, "
         "goal = the same over the three one-missing sets (the single paths, IMU alone on 10 series, left out)",
-        choices=("all", "goal")))
+        choices=SELECTION_SCORES))
     val_fraction: float = field(default=0.15, metadata=param(
         "fraction of audio speakers / DVS images / IMU series per class held out for validation", "", 0.0,
         0.9))
@@ -302,7 +304,6 @@ def validation_set(train_enc: EncodedSplit, s: TrainSettings
     return tr, va, gather(train_enc, rows), labels
 
 
-SELECTION_SCORES: tuple[str, ...] = ("all", "goal")
 #: the missing sets the ``goal`` score averages: one modality missing (the goal rows of the task)
 ONE_MISSING = ("-audio", "-dvs", "-imu")
 
