@@ -23,10 +23,12 @@ from snn_fusion_ros.data.encode import (
 from snn_fusion_ros.snn import train_cli
 from snn_fusion_ros.snn.artifact import load_artifact
 from snn_fusion_ros.snn.training import (
+    MISSING_SET_NAMES,
     MISSING_SETS,
     apply_missing_dropout,
     augment_spikes,
     last_window_scores,
+    missing_set_weights,
     readout_abs_max,
 )
 from snn_fusion_ros.spikes import MODALITIES, SpikeWindow
@@ -194,11 +196,11 @@ def test_recorded_voices_enter_the_pairing_pool_repeat_times_and_default_run_key
     cfgs = node_encoder_configs()
     old = dataclasses.asdict(train_cli.TrainSettings())
     del old["epochs"], old["recorded_audio_repeat"], old["weight_ema"], old["replicate"], old["audio_channel_shift"]
-    del old["selection_score"]
+    del old["selection_score"], old["missing_weights"]
     blob = json.dumps({"build": "b", "enc": cfgs.hash(), "settings": old}, sort_keys=True)
     assert train_cli.run_key("b", cfgs, train_cli.TrainSettings()) == hashlib.sha256(blob.encode()).hexdigest()[:16]
     for changed in ({"recorded_audio_repeat": 2}, {"weight_ema": 0.999}, {"replicate": 1}, {"audio_channel_shift": 1},
-                    {"selection_score": "goal"}):
+                    {"selection_score": "goal"}, {"missing_weights": "dvs=2"}):
         assert train_cli.run_key("b", cfgs, train_cli.TrainSettings(**changed)) != train_cli.run_key(
             "b", cfgs, train_cli.TrainSettings()), changed
 
@@ -227,6 +229,36 @@ def test_missing_dropout_drops_one_or_two_never_three():
     assert set(present.tolist()) == {1, 2}
     assert len(MISSING_SETS) == 6 and all(1 <= len(s) <= 2 for s in MISSING_SETS)
     assert apply_missing_dropout(x, 0.0, g) is x
+
+
+def test_missing_set_weights_draw_the_sets_in_proportion():
+    assert MISSING_SET_NAMES == ("audio", "dvs", "imu", "audio+dvs", "audio+imu", "dvs+imu")
+    assert missing_set_weights("") is None
+    assert missing_set_weights("dvs=2, imu=0") == (1.0, 2.0, 0.0, 1.0, 1.0, 1.0)
+    for bad, match in (("dvs", "NAME=WEIGHT"), ("sonar=2", "NAME=WEIGHT"), ("dvs=2,dvs=3", "twice"),
+                       ("dvs=x", "not a number"), ("dvs=-1", ">= 0"), ("dvs=nan", "finite"),
+                       (",".join(f"{n}=0" for n in MISSING_SET_NAMES), "at least one")):
+        with pytest.raises(ValueError, match=match):
+            missing_set_weights(bad)
+    with pytest.raises(ValueError, match="missing-set weight"):
+        _settings(missing_weights="dvs=-1")
+    g = torch.Generator()
+    g.manual_seed(0)
+    x = {m: torch.ones(6000, 2, 3) for m in MODALITIES}
+    out = apply_missing_dropout(x, 1.0, g, missing_set_weights("dvs=3,imu=0"))
+    gone = tuple(tuple(m for m in MODALITIES if not bool(out[m][i].any())) for i in range(6000))
+    share = {n: float(np.mean([g_ == s for g_ in gone])) for n, s in zip(MISSING_SET_NAMES, MISSING_SETS, strict=True)}
+    assert share["imu"] == 0.0
+    assert abs(share["dvs"] - 3 / 7) < 0.03 and all(abs(share[n] - 1 / 7) < 0.02 for n in
+                                                    ("audio", "audio+dvs", "audio+imu", "dvs+imu")), share
+    # uniform weights given explicitly change nothing but the draw; None keeps the draws of earlier runs
+    g.manual_seed(1)
+    a = apply_missing_dropout(x, 0.7, g)
+    g.manual_seed(1)
+    b = apply_missing_dropout(x, 0.7, g, None)
+    assert all(torch.equal(a[m], b[m]) for m in MODALITIES)
+    with pytest.raises(ValueError, match="6 sets"):
+        apply_missing_dropout(x, 1.0, g, (1.0, 2.0))
 
 
 def test_augment_spikes_shifts_streams_and_deletes_spikes():

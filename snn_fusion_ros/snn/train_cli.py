@@ -44,9 +44,11 @@ from snn_fusion_ros.params import param, validate_config, without_later_fields
 from snn_fusion_ros.snn.config import FusionNetConfig
 from snn_fusion_ros.snn.network import FusionNet
 from snn_fusion_ros.snn.training import (
+    MISSING_SET_NAMES,
     MISSING_SETS,
     last_window_scores,
     load_optimizer_tensors,
+    missing_set_weights,
     optimizer_tensors,
     scores_and_peak,
     train_epoch,
@@ -81,6 +83,10 @@ class TrainSettings:
         "cosine schedule: final learning rate as a fraction of lr", "", 0.0, 1.0))
     missing_dropout: float = field(default=0.5, metadata=param(
         "probability per sample of dropping one or two modalities", "", 0.0, 1.0))
+    missing_weights: str = field(default="", metadata=param(
+        "which modalities the missing-modality dropout removes: relative weights of the six missing sets as "
+        "NAME=W,... (names: training.MISSING_SET_NAMES, e.g. dvs=2 draws 'DVS missing' twice as often as each "
+        "other set; a set not named weighs 1); empty: uniform"))
     last_weight: float = field(default=1.0, metadata=param(
         "extra weight of the last window's cross-entropy", "", 0.0, 100.0))
     shift_steps: int = field(default=0, metadata=param(
@@ -139,6 +145,7 @@ class TrainSettings:
 
     def __post_init__(self) -> None:
         validate_config(self)
+        missing_set_weights(self.missing_weights)  # refuses a bad spec at construction, not epochs later
 
 
 def held_out_audio(speakers: list[str], fraction: float, rng: np.random.Generator, audio_holdout: str = "voice"
@@ -336,7 +343,7 @@ def network_config(enc_cfgs: EncoderConfigs, s: TrainSettings, num_classes: int 
 
 #: settings added after runs were keyed, with the value that leaves a run key unchanged
 _LATER_SETTINGS = {"recorded_audio_repeat": 1, "weight_ema": 0.0, "replicate": 0, "audio_channel_shift": 0,
-                   "selection_score": "all"}
+                   "selection_score": "all", "missing_weights": ""}
 
 
 def run_seed(s: TrainSettings) -> int:
@@ -503,7 +510,8 @@ def _fit(train_enc: EncodedSplit, enc_cfgs: EncoderConfigs, settings: TrainSetti
                                 on_batch=None if ema is None else (lambda _loss: ema.update_parameters(model)),
                                 shift_steps=s.shift_steps, spike_drop=s.spike_drop,
                                 audio_channel_shift=s.audio_channel_shift,
-                                audio_layout=enc_cfgs.audio.channel_layout)
+                                audio_layout=enc_cfgs.audio.channel_layout,
+                                missing_weights=missing_set_weights(s.missing_weights))
         judged = model if ema is None else ema.module  # the network that validation scores and `out` gets
         rep, peak = accuracy_report(judged, val_inputs, val_labels) if val_inputs is not None else ({}, 0.0)
         score = selection_score(rep, s.selection_score) if rep else float(epoch)
@@ -552,6 +560,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=d.lr)
     parser.add_argument("--missing-dropout", type=float, default=d.missing_dropout,
                         help="probability of dropping one or two modalities per sample")
+    parser.add_argument("--missing-weights", default=d.missing_weights, metavar="NAME=W,...",
+                        help="relative weights of the missing sets the dropout draws, e.g. dvs=2 (names: "
+                             + ", ".join(MISSING_SET_NAMES) + "; a set not named weighs 1; default: uniform)")
     parser.add_argument("--shift-steps", type=int, default=d.shift_steps,
                         help="augmentation: max random shift per modality and sample, steps (default 0)")
     parser.add_argument("--spike-drop", type=float, default=d.spike_drop,
@@ -635,7 +646,8 @@ def run(args: argparse.Namespace) -> int:
                     cache=cache, progress=progress).name
     settings = TrainSettings(seed=args.seed, replicate=args.replicate, epochs=args.epochs, batch_size=args.batch_size,
                              lr=args.lr,
-                             missing_dropout=args.missing_dropout, val_fraction=args.val_fraction,
+                             missing_dropout=args.missing_dropout, missing_weights=args.missing_weights,
+                             val_fraction=args.val_fraction,
                              hidden_neurons=args.hidden, fusion_neurons=args.fusion,
                              readout_tau_mem_ms=args.readout_tau_ms, tau_mem_ms=args.tau_mem_ms,
                              tau_syn_ms=args.tau_syn_ms, shift_steps=args.shift_steps,

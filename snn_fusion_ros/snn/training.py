@@ -125,18 +125,57 @@ MISSING_SETS: tuple[tuple[str, ...], ...] = tuple(
     tuple(m for j, m in enumerate(MODALITIES) if mask >> j & 1) for mask in (1, 2, 4, 3, 5, 6))
 
 
-def apply_missing_dropout(inputs: dict[str, torch.Tensor], p: float, gen: torch.Generator
-                          ) -> dict[str, torch.Tensor]:
-    """With probability ``p`` per sample, zero one of :data:`MISSING_SETS` chosen uniformly.
+#: A name per missing set, in :data:`MISSING_SETS` order: its missing modalities joined by "+" ("dvs",
+#: "audio+imu", ...).
+MISSING_SET_NAMES: tuple[str, ...] = tuple("+".join(s) for s in MISSING_SETS)
+
+
+def missing_set_weights(spec: str) -> tuple[float, ...] | None:
+    """Weights of :data:`MISSING_SETS` (in that order) from ``"name=w,name=w"`` (names from
+    :data:`MISSING_SET_NAMES`; a set not named weighs 1); None for ``""`` (uniform). Weights are finite and
+    >= 0, at least one > 0; unknown or repeated names raise ValueError."""
+    if not spec.strip():
+        return None
+    w = dict.fromkeys(MISSING_SET_NAMES, 1.0)
+    seen: set[str] = set()
+    for item in spec.split(","):
+        name, sep, value = item.strip().partition("=")
+        if not sep or name not in w:
+            raise ValueError(f"missing-set weight {item.strip()!r}: expected NAME=WEIGHT with NAME one of "
+                             f"{list(MISSING_SET_NAMES)}")
+        if name in seen:
+            raise ValueError(f"missing set {name!r} weighted twice in {spec!r}")
+        seen.add(name)
+        try:
+            w[name] = float(value)
+        except ValueError:
+            raise ValueError(f"missing-set weight {item.strip()!r}: {value!r} is not a number") from None
+        if not np.isfinite(w[name]) or w[name] < 0:
+            raise ValueError(f"missing-set weight {item.strip()!r}: must be finite and >= 0")
+    if not any(w.values()):
+        raise ValueError(f"missing-set weights {spec!r}: at least one must be > 0")
+    return tuple(w.values())
+
+
+def apply_missing_dropout(inputs: dict[str, torch.Tensor], p: float, gen: torch.Generator,
+                          weights: tuple[float, ...] | None = None) -> dict[str, torch.Tensor]:
+    """With probability ``p`` per sample, zero one of :data:`MISSING_SETS`, chosen uniformly or, with
+    ``weights`` (one per set, :func:`missing_set_weights`), in proportion to them.
 
     Unlike :func:`apply_modality_dropout` this also drops two modalities at once (never all three),
-    so the network learns to classify from any single modality.
+    so the network learns to classify from any single modality. Uniform choice draws exactly as before
+    ``weights`` existed (``torch.randint``), so earlier runs replay unchanged.
     """
     if p <= 0:
         return inputs
     b = next(iter(inputs.values())).shape[0]
     drop = torch.rand(b, generator=gen) < p
-    which = torch.randint(len(MISSING_SETS), (b,), generator=gen)
+    if weights is None:
+        which = torch.randint(len(MISSING_SETS), (b,), generator=gen)
+    else:
+        if len(weights) != len(MISSING_SETS):
+            raise ValueError(f"{len(weights)} missing-set weights for {len(MISSING_SETS)} sets")
+        which = torch.multinomial(torch.as_tensor(weights, dtype=torch.float64), b, replacement=True, generator=gen)
     out = {}
     for m, x in inputs.items():
         hit = torch.tensor([m in s for s in MISSING_SETS])[which] & drop
@@ -219,10 +258,12 @@ def train_epoch(model: FusionNet, opt: torch.optim.Optimizer, batches: Iterable[
                 missing_dropout: float = 0.5, last_weight: float = 1.0,
                 on_batch: Callable[[float], None] | None = None, shift_steps: int = 0,
                 spike_drop: float = 0.0, audio_channel_shift: int = 0,
-                audio_layout: tuple[int, int, int] | None = None) -> tuple[float, float]:
+                audio_layout: tuple[int, int, int] | None = None,
+                missing_weights: tuple[float, ...] | None = None) -> tuple[float, float]:
     """One pass of Adam-style updates over ``batches``; returns (mean loss, last-window accuracy).
 
-    ``missing_dropout`` is the per-sample probability of :func:`apply_missing_dropout`;
+    ``missing_dropout`` is the per-sample probability of :func:`apply_missing_dropout` and
+    ``missing_weights`` its choice among the missing sets (None: uniform);
     ``shift_steps``, ``spike_drop``, ``audio_channel_shift`` and ``audio_layout`` configure
     :func:`augment_spikes` (applied first).
     """
@@ -231,7 +272,7 @@ def train_epoch(model: FusionNet, opt: torch.optim.Optimizer, batches: Iterable[
     for inputs, labels in batches:
         x = augment_spikes({m: _as_tensor(a) for m, a in inputs.items()}, shift_steps, spike_drop, gen,
                            audio_channel_shift, audio_layout)
-        x = apply_missing_dropout(x, missing_dropout, gen)
+        x = apply_missing_dropout(x, missing_dropout, gen, missing_weights)
         y = torch.as_tensor(np.asarray(labels), dtype=torch.long)
         ends = model.window_end_values(model(x))
         loss = window_loss(ends, y, last_weight)
