@@ -185,3 +185,34 @@ def test_bench_measures_the_structured_step_against_dense_products(trained_membe
     assert {"step_ms_p50", "step_ms_p99"} <= got["dense"].keys() and got["structured"].keys() == got["dense"].keys()
     [row] = [r for r in rows({"torch_dense_products": got}) if "structured" in r.figure]
     assert row.baseline == "same step, dense products" and row.baseline_value == got["dense"]["step_ms_p50"]
+
+
+def test_lava_runs_a_merges_zero_blocks_as_sparse_projections_with_dense_results(tmp_path):
+    """Lava's Sparse holds only a merge's non-zero synapses and does Dense's integer arithmetic: the
+    same readout, bit for bit, as the all-Dense graph on the same windows."""
+    from snn_fusion_ros.backends import backend_availability
+
+    ok, reason = backend_availability("lava")
+    if not ok:
+        pytest.skip(reason)
+    merged = merge_networks([_random_net(k) for k in range(1, 5)])  # 4 members: fusion weights 25 % non-zero
+    art = load_artifact(save_artifact(tmp_path / "m4", merged, list(CLASSES), {}, extra={"readout_abs_max": 50.0}))
+    data = make_synthetic(art.config, 2, 3, np.random.default_rng(3))
+    s = art.config.steps_per_window
+    seqs = [[{m: a[i, w * s:(w + 1) * s] for m, a in data.inputs.items()} for w in range(3)] for i in range(2)]
+    out, health = {}, {}
+    for sparse in (True, False):
+        be = create_backend("lava", target="sim", sparse=sparse)
+        try:
+            be.load(art)
+            probs = []
+            for seq in seqs:
+                be.reset()
+                probs.extend(be.step(w) for w in seq)
+            out[sparse], health[sparse] = np.stack(probs), be.health()
+        finally:
+            be.close()
+    assert health[True]["sparse_projections"] == ["rec", "fuse"]  # input and readout weights are dense
+    assert health[False]["sparse_projections"] == []
+    np.testing.assert_array_equal(out[True], out[False])
+    assert len(np.unique(out[True].argmax(1))) > 1, "windows that all take one decision test little"

@@ -9,6 +9,9 @@ synchronised every step, made a window ~2x faster than one process per modality)
     RingBuffer (sum N_m x steps) -> Dense w_in -> LIF hidden (3H) <-> Dense w_rec (recurrent)
     LIF hidden -> Dense w_fuse -> LIF fusion -> Dense w_out -> LIF readout (never fires)
 
+A projection whose weights are mostly zero (a merged network's w_rec and w_fuse) runs as a Lava
+``Sparse`` instead of a ``Dense``: same arithmetic, only its non-zero synapses held (``sparse`` option).
+
 Fixed-point mapping (Loihi 2, per target population with LSB value ``U`` of the synaptic input):
 
 * weights: 8-bit mixed-sign Dense weights (even integers in [-256, 254], Lava truncates the LSB),
@@ -46,15 +49,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.sparse import csr_matrix
 
 from snn_fusion_ros.backends.base import Backend, BackendNotAvailable, Capabilities
 from snn_fusion_ros.snn.artifact import ModelArtifact
+from snn_fusion_ros.snn.blocks import CSR_MAX_DENSITY
 from snn_fusion_ros.snn.network import softmax_np
 
 TARGETS = ("auto", "sim", "loihi2")
 W_MAX = 254  # largest even 8-bit mixed-sign weight
 VTH_MAX = 2**17 - 1  # Lava LIF vth precision
 V_MAX = 2**23 - 1  # largest 24-bit membrane value
+#: a projection with at most this fraction of non-zero quantised weights runs as a Lava ``Sparse``
+SPARSE_MAX_DENSITY = CSR_MAX_DENSITY
 READOUT_HEADROOM = 2.0  # readout range kept free above the largest |v| seen in training
 
 
@@ -154,8 +161,9 @@ def _import_lava():
     from lava.proc.dense.process import Dense
     from lava.proc.io.source import RingBuffer
     from lava.proc.lif.process import LIF
+    from lava.proc.sparse.process import Sparse
 
-    return rc, cfgs, Dense, RingBuffer, LIF
+    return rc, cfgs, Dense, Sparse, RingBuffer, LIF
 
 
 def loihi2_hardware_present() -> tuple[bool, str]:
@@ -180,13 +188,21 @@ class LavaBackend(Backend):
     split_input: run the input projection as two 8-bit Dense (weights + residual, ~15-bit effective
         weights at twice the synapse memory); it is the projection whose 8-bit rounding changed most
         decisions in our measurements (doc/backends.md).
+    sparse: run every projection whose quantised weights are at most :data:`SPARSE_MAX_DENSITY`
+        non-zero as a Lava ``Sparse`` (CSR weights: only the non-zero synapses are stored and summed)
+        instead of a ``Dense`` (default True). Lava's bit-accurate ``Sparse`` model does Dense's integer
+        arithmetic on the same weights, so the results are identical; it matters for a merged network,
+        whose recurrent and fusion weights are mostly the zeros between members.
     """
 
     name = "lava"
 
-    def __init__(self, target: str = "auto", split_input: bool = False) -> None:
+    def __init__(self, target: str = "auto", split_input: bool = False, sparse: bool = True) -> None:
         super().__init__()
         self.split_input = bool(split_input)
+        self.sparse = bool(sparse)
+        #: the projections (``q["dense"]`` keys) that run as Lava ``Sparse``, set by :meth:`load`
+        self.sparse_projections: tuple[str, ...] = ()
         if target not in TARGETS:
             raise ValueError(f"unknown target {target!r}; expected one of {list(TARGETS)}")
         ok, reason = self.availability()
@@ -214,7 +230,7 @@ class LavaBackend(Backend):
     # ------------------------------------------------------------------ build
     def load(self, artifact: ModelArtifact) -> None:
         self.close()
-        rc, cfgs, Dense, RingBuffer, LIF = _import_lava()
+        rc, cfgs, Dense, Sparse, RingBuffer, LIF = _import_lava()
         cfg = artifact.config
         model = artifact.build_model()
         span = readout_range(artifact)
@@ -235,9 +251,16 @@ class LavaBackend(Backend):
                           bias_mant=0, bias_exp=0, name="fusion")
         p["readout"] = LIF(shape=(cfg.num_classes,), du=q["du"], dv=q["dv_readout"], vth=q["vth"]["readout"],
                            bias_mant=0, bias_exp=0, name="readout")
+        sparse = []
         for kind in q["dense"]:
             d = q["dense"][kind]
-            p[kind] = Dense(weights=d.weights, weight_exp=d.weight_exp, num_message_bits=0, name=kind)
+            if self.sparse and np.count_nonzero(d.weights) <= SPARSE_MAX_DENSITY * d.weights.size:
+                p[kind] = Sparse(weights=csr_matrix(d.weights), weight_exp=d.weight_exp, num_message_bits=0,
+                                 name=kind)
+                sparse.append(kind)
+            else:
+                p[kind] = Dense(weights=d.weights, weight_exp=d.weight_exp, num_message_bits=0, name=kind)
+        self.sparse_projections = tuple(sparse)
         p["src"].s_out.connect(p["in"].s_in)
         p["in"].a_out.connect(p["hidden"].a_in)
         if "in_lo" in p:
@@ -318,4 +341,5 @@ class LavaBackend(Backend):
     def health(self) -> dict[str, Any]:
         out = super().health()
         out["loihi2_absent_reason"] = "" if self.hardware else self.hardware_reason
+        out["sparse_projections"] = list(self.sparse_projections)
         return out

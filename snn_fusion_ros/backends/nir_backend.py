@@ -41,6 +41,7 @@ import numpy as np
 
 from snn_fusion_ros.backends.base import Backend, Capabilities
 from snn_fusion_ros.snn.artifact import ModelArtifact
+from snn_fusion_ros.snn.blocks import CSR_MAX_DENSITY
 from snn_fusion_ros.snn.network import FusionNet, softmax_np
 from snn_fusion_ros.spikes import MODALITIES
 
@@ -240,7 +241,7 @@ class _SnntorchCuba:
 #: a Linear/Affine weight with at least this many entries and at most this fraction non-zero is applied
 #: as a scipy CSR matrix (block-diagonal populations, masked recurrence, merged networks' member blocks)
 SPARSE_MIN_SIZE = 65536
-SPARSE_MAX_DENSITY = 0.25
+SPARSE_MAX_DENSITY = CSR_MAX_DENSITY
 
 
 def _matvec_operator(w: np.ndarray):

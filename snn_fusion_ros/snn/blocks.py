@@ -30,7 +30,8 @@ import torch
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-#: largest fraction of non-zero entries for which the CPU recurrent product uses a CSR matrix
+#: largest fraction of non-zero entries for which a weight matrix is applied in sparse (CSR) form: the torch
+#: CPU recurrent product here, the nir backend's large weights, the Lava backend's ``Sparse`` projections
 CSR_MAX_DENSITY = 0.25
 #: fewest rows for which it does (below, the dense product is faster: see the module docstring)
 CSR_MIN_ROWS = 256
