@@ -187,6 +187,28 @@ def test_bench_measures_the_structured_step_against_dense_products(trained_membe
     assert row.baseline == "same step, dense products" and row.baseline_value == got["dense"]["step_ms_p50"]
 
 
+def _merged4(folder):
+    """A merge of four random members (fusion weights 25 % non-zero) and 2 sequences x 3 windows."""
+    merged = merge_networks([_random_net(k) for k in range(1, 5)])
+    art = load_artifact(save_artifact(folder / "m4", merged, list(CLASSES), {}, extra={"readout_abs_max": 50.0}))
+    data = make_synthetic(art.config, 2, 3, np.random.default_rng(3))
+    s = art.config.steps_per_window
+    return art, [[{m: a[i, w * s:(w + 1) * s] for m, a in data.inputs.items()} for w in range(3)] for i in range(2)]
+
+
+def _stream_probs(be, art, seqs) -> tuple[np.ndarray, dict]:
+    try:
+        be.load(art)
+        probs = []
+        for seq in seqs:
+            be.reset()
+            probs.extend(be.step(w) for w in seq)
+        return np.stack(probs), be.health()
+    finally:
+        if hasattr(be, "close"):
+            be.close()
+
+
 def test_lava_runs_a_merges_zero_blocks_as_sparse_projections_with_dense_results(tmp_path):
     """Lava's Sparse holds only a merge's non-zero synapses and does Dense's integer arithmetic: the
     same readout, bit for bit, as the all-Dense graph on the same windows."""
@@ -195,24 +217,22 @@ def test_lava_runs_a_merges_zero_blocks_as_sparse_projections_with_dense_results
     ok, reason = backend_availability("lava")
     if not ok:
         pytest.skip(reason)
-    merged = merge_networks([_random_net(k) for k in range(1, 5)])  # 4 members: fusion weights 25 % non-zero
-    art = load_artifact(save_artifact(tmp_path / "m4", merged, list(CLASSES), {}, extra={"readout_abs_max": 50.0}))
-    data = make_synthetic(art.config, 2, 3, np.random.default_rng(3))
-    s = art.config.steps_per_window
-    seqs = [[{m: a[i, w * s:(w + 1) * s] for m, a in data.inputs.items()} for w in range(3)] for i in range(2)]
+    art, seqs = _merged4(tmp_path)
     out, health = {}, {}
     for sparse in (True, False):
-        be = create_backend("lava", target="sim", sparse=sparse)
-        try:
-            be.load(art)
-            probs = []
-            for seq in seqs:
-                be.reset()
-                probs.extend(be.step(w) for w in seq)
-            out[sparse], health[sparse] = np.stack(probs), be.health()
-        finally:
-            be.close()
+        out[sparse], health[sparse] = _stream_probs(create_backend("lava", target="sim", sparse=sparse), art, seqs)
     assert health[True]["sparse_projections"] == ["rec", "fuse"]  # input and readout weights are dense
     assert health[False]["sparse_projections"] == []
     np.testing.assert_array_equal(out[True], out[False])
     assert len(np.unique(out[True].argmax(1))) > 1, "windows that all take one decision test little"
+
+
+def test_akida_runs_a_merges_fusion_blocks_as_one_model_each_with_the_same_currents(tmp_path):
+    """Per-row 8-bit scales make the block split exact: the same probabilities as one dense model."""
+    pytest.importorskip("akida")
+    art, seqs = _merged4(tmp_path)
+    split, h_split = _stream_probs(create_backend("akida", target="software"), art, seqs)
+    whole, h_whole = _stream_probs(create_backend("akida", target="software", split_blocks=False), art, seqs)
+    assert h_split["block_projections"] == {"fuse": 4} and h_whole["block_projections"] == {}
+    np.testing.assert_array_equal(split, whole)
+    assert len(np.unique(split.argmax(1))) > 1, "windows that all take one decision test little"

@@ -16,7 +16,9 @@ CUBA LIF dynamics of hidden and fusion layers,      host, numpy float32
 readout leaky integrator, softmax
 =================================================  =========================================
 
-All four projections take binary spike vectors, so Akida's integer potentials are exact integer
+A window-batched projection made of independent blocks that cover at most a quarter of its matrix (a
+merged network's fusion weights) runs as one Akida model per block (``split_blocks``), with the same
+currents. All four projections take binary spike vectors, so Akida's integer potentials are exact integer
 products ``W_int s``; quantisation error comes only from the 8-bit weights:
 ``W_int = round(W / q_j)`` with one scale ``q_j = max_i |W_ji| / 127`` per output neuron ``j``,
 and the host multiplies the potentials by ``q_j``.
@@ -34,6 +36,7 @@ import numpy as np
 
 from snn_fusion_ros.backends.base import Backend, BackendNotAvailable, Capabilities
 from snn_fusion_ros.snn.artifact import ModelArtifact
+from snn_fusion_ros.snn.blocks import CSR_MAX_DENSITY, independent_blocks
 from snn_fusion_ros.snn.network import softmax_np
 
 TARGETS = ("auto", "software", "hardware")
@@ -81,6 +84,40 @@ class _Projection:
         return pot.astype(np.float32) * self.scale
 
 
+class _BlockProjection:
+    """A projection whose weights are independent blocks (a merge's fusion weights), as one
+    :class:`_Projection` per block: each Akida model holds only its block's synapses, and the zeros
+    between blocks are neither stored nor summed. Per-row quantisation makes it exact: a row's scale is
+    set by its largest weight, which lies inside the row's block, so the integer potentials and the
+    currents equal the dense projection's."""
+
+    def __init__(self, w: np.ndarray, blocks: list[tuple[np.ndarray, np.ndarray]], device: Any | None) -> None:
+        self.n_out, self.n_in = w.shape
+        self.blocks = [(rows, cols, _Projection(w[np.ix_(rows, cols)], device)) for rows, cols in blocks]
+
+    @property
+    def synapses(self) -> int:
+        return sum(len(r) * len(c) for r, c, _ in self.blocks)
+
+    def __call__(self, spikes: np.ndarray) -> np.ndarray:
+        x = np.asarray(spikes).reshape(-1, self.n_in)
+        out = np.zeros((x.shape[0], self.n_out), np.float32)
+        for rows, cols, proj in self.blocks:
+            out[:, rows] = proj(x[:, cols])
+        return out
+
+
+def _projection(w: np.ndarray, device: Any | None, split_blocks: bool) -> _Projection | _BlockProjection:
+    """The Akida form of one window-batched projection: one model, or (``split_blocks``, and the matrix's
+    :func:`~snn_fusion_ros.snn.blocks.independent_blocks` cover at most ``CSR_MAX_DENSITY`` of it) one per
+    block."""
+    if split_blocks and np.count_nonzero(w) <= CSR_MAX_DENSITY * w.size:
+        blocks = independent_blocks(w)
+        if len(blocks) > 1 and sum(len(r) * len(c) for r, c in blocks) <= CSR_MAX_DENSITY * w.size:
+            return _BlockProjection(w, blocks, device)
+    return _Projection(w, device)
+
+
 class AkidaBackend(Backend):
     """Akida backend (see the module docstring for the split between Akida and host).
 
@@ -88,12 +125,17 @@ class AkidaBackend(Backend):
     -------
     target: "auto" (first AKD device from ``akida.devices()``, else software), "software", or
         "hardware" (error when no device is present).
+    split_blocks: run a window-batched projection (input, fusion, readout) whose independent blocks
+        cover at most a quarter of its matrix as one Akida model per block (default True): a merged
+        network's fusion weights then hold each member's block alone (exactly the same currents). The
+        recurrent projection, one Akida call per step, always stays one model.
     """
 
     name = "akida"
 
-    def __init__(self, target: str = "auto") -> None:
+    def __init__(self, target: str = "auto", split_blocks: bool = True) -> None:
         super().__init__()
+        self.split_blocks = bool(split_blocks)
         if target not in TARGETS:
             raise ValueError(f"unknown target {target!r}; expected one of {list(TARGETS)}")
         ok, reason = self.availability()
@@ -103,7 +145,7 @@ class AkidaBackend(Backend):
         if target == "hardware" and not devices:
             raise BackendNotAvailable("target 'hardware' requested but akida.devices() lists no AKD1000/AKD1500")
         self.device = devices[0] if devices else None
-        self.proj: dict[str, _Projection] = {}
+        self.proj: dict[str, _Projection | _BlockProjection] = {}
 
     @classmethod
     def availability(cls) -> tuple[bool, str]:
@@ -115,7 +157,8 @@ class AkidaBackend(Backend):
 
     def load(self, artifact: ModelArtifact) -> None:
         w = artifact.build_model().weights_numpy()
-        self.proj = {k: _Projection(w[f"w_{k}"], self.device) for k in PROJECTIONS}
+        self.proj = {k: _Projection(w[f"w_{k}"], self.device) if k == "rec"
+                     else _projection(w[f"w_{k}"], self.device, self.split_blocks) for k in PROJECTIONS}
         cfg = artifact.config
         self.alpha, self.beta, self.beta_r = np.float32(cfg.alpha), np.float32(cfg.beta), np.float32(cfg.readout_beta)
         self.thr = np.float32(cfg.threshold)
@@ -198,5 +241,6 @@ class AkidaBackend(Backend):
     def health(self) -> dict[str, Any]:
         out = super().health()
         out["on_akida"] = "synaptic projections w_in, w_rec, w_fuse, w_out"
+        out["block_projections"] = {k: len(p.blocks) for k, p in self.proj.items() if isinstance(p, _BlockProjection)}
         out["on_host"] = "LIF/readout state, thresholds, resets, softmax"
         return out
