@@ -13,6 +13,7 @@ import torch
 
 from snn_fusion_ros.backends import BACKENDS, Backend, BackendNotAvailable, backend_availability, create_backend
 from snn_fusion_ros.backends.cli import collect
+from snn_fusion_ros.bench.backends import run_backend
 from snn_fusion_ros.errors import InputRejected
 from snn_fusion_ros.snn.artifact import load_artifact
 from snn_fusion_ros.snn.config import FusionNetConfig
@@ -42,11 +43,8 @@ def windows():
 
 
 def run_all(backend: Backend, seqs) -> np.ndarray:
-    out = []
-    for seq in seqs:
-        backend.reset()
-        out.extend(backend.step(win) for win in seq)
-    return np.asarray(out)
+    """Probabilities over ``seqs``, state reset per sequence (the bench's :func:`run_backend`)."""
+    return run_backend(backend, seqs)[0]
 
 
 @pytest.fixture(scope="module")

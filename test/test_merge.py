@@ -197,13 +197,12 @@ def _merged4(folder):
 
 
 def _stream_probs(be, art, seqs) -> tuple[np.ndarray, dict]:
+    """``be``'s probabilities over ``seqs`` (bench's :func:`run_backend`: reset per sequence) and its health."""
+    from snn_fusion_ros.bench.backends import run_backend
+
     try:
         be.load(art)
-        probs = []
-        for seq in seqs:
-            be.reset()
-            probs.extend(be.step(w) for w in seq)
-        return np.stack(probs), be.health()
+        return run_backend(be, seqs)[0], be.health()
     finally:
         if hasattr(be, "close"):
             be.close()

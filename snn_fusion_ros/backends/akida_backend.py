@@ -95,10 +95,6 @@ class _BlockProjection:
         self.n_out, self.n_in = w.shape
         self.blocks = [(rows, cols, _Projection(w[np.ix_(rows, cols)], device)) for rows, cols in blocks]
 
-    @property
-    def synapses(self) -> int:
-        return sum(len(r) * len(c) for r, c, _ in self.blocks)
-
     def __call__(self, spikes: np.ndarray) -> np.ndarray:
         x = np.asarray(spikes).reshape(-1, self.n_in)
         out = np.zeros((x.shape[0], self.n_out), np.float32)

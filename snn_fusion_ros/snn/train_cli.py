@@ -486,6 +486,7 @@ def _fit(train_enc: EncodedSplit, enc_cfgs: EncoderConfigs, settings: TrainSetti
 
         bar = tqdm(total=s.epochs, initial=state["epoch"], desc="train", unit="epoch")
     rs = run_seed(s)
+    missing_weights = missing_set_weights(s.missing_weights)
     for epoch in range(state["epoch"], s.epochs):
         t0 = time.perf_counter()
         lr = s.lr * (s.lr_final_fraction + (1 - s.lr_final_fraction) * 0.5 * (1 + np.cos(np.pi * epoch / s.epochs)))
@@ -511,7 +512,7 @@ def _fit(train_enc: EncodedSplit, enc_cfgs: EncoderConfigs, settings: TrainSetti
                                 shift_steps=s.shift_steps, spike_drop=s.spike_drop,
                                 audio_channel_shift=s.audio_channel_shift,
                                 audio_layout=enc_cfgs.audio.channel_layout,
-                                missing_weights=missing_set_weights(s.missing_weights))
+                                missing_weights=missing_weights)
         judged = model if ema is None else ema.module  # the network that validation scores and `out` gets
         rep, peak = accuracy_report(judged, val_inputs, val_labels) if val_inputs is not None else ({}, 0.0)
         score = selection_score(rep, s.selection_score) if rep else float(epoch)
