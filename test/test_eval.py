@@ -78,6 +78,11 @@ def test_eval_json_schema_and_report(tiny_model, quick_key, tmp_path, capsys):
     assert res["backend_details"]["torch"]["device"] == "torch:cpu"
     assert res["backend_details"]["nir"]["device"] == "nir:numpy"
     assert res["latency_ms_per_step"]["torch"]["median"] > 0
+    # the 1-NN reference for the IMU path: quick build, 25 train and 25 test series, read on the 44 fused samples
+    imu_base = res["baseline"]["imu"]
+    assert (imu_base["n_train_series"], imu_base["n_test_series"], imu_base["n_fused_samples"]) == (25, 25, 44)
+    for kind in ("raw", "z_normalised"):
+        assert 0.0 <= imu_base[kind]["series_accuracy"] <= 1.0 and 0.0 <= imu_base[kind]["fused_sample_accuracy"] <= 1.0
     cm = np.array(res["confusion_matrix"])
     assert cm.shape == (10, 10) and cm.sum() == 44
     # per test speaker (quick build: June + eSpeak fr m4/f3): counts add up, weighted means give the totals
@@ -175,6 +180,11 @@ def test_user_folders(tiny_model, quick_key, tmp_path, capsys):
     assert 0 < res["n_test"] and sum(map(sum, res["confusion_matrix"])) == res["n_test"]
     assert np.array(res["confusion_matrix"])[4:].sum() == 0, "only the user's classes 0-3 are paired"
     assert "audio_speaker_accuracy" not in res, "user audio has no test speakers"
+    assert "skipped" in res["baseline"]["imu"], "user IMU folders have no raw train split to compare with"
+    # user audio only: the IMU baseline is read on the re-paired fused samples
+    res = _eval(["--model", str(tiny_model), "--build", quick_key, "--json", "--user-audio", str(ua),
+                 "--backend-samples", "torch=2", "--no-noise", "--no-progress"], capsys)
+    assert res["baseline"]["imu"]["n_fused_samples"] == res["n_test"]
 
 
 def test_user_folder_errors(tmp_path):

@@ -14,7 +14,8 @@ import pytest
 
 from snn_fusion_ros.cli import main
 from snn_fusion_ros.data.encode import node_encoder_configs
-from snn_fusion_ros.snn.motions import encode_recordings, nearest_neighbour_accuracy
+from snn_fusion_ros.snn.baselines import nearest_neighbour_accuracy
+from snn_fusion_ros.snn.motions import encode_recordings
 
 
 def _streamed_decisions(art, x: np.ndarray) -> list[int]:

@@ -3,7 +3,9 @@
 The test streams are encoded with the encoder configuration stored in the artifact (what it was
 trained with). ``--user-audio DIR`` / ``--user-imu DIR`` replace that modality's test source by a
 user folder (:mod:`snn_fusion_ros.snn.user_data`); the fused test set is then re-paired by class
-(``pair_samples`` with ``default_rng(--seed)``, classes present in every source only).
+(``pair_samples`` with ``default_rng(--seed)``, classes present in every source only). Beside the
+network's metrics (:func:`~snn_fusion_ros.snn.evaluate.evaluate`) it reports ``baseline.imu``, a
+1-nearest-neighbour reference on the raw IMU windows of the same samples (:mod:`snn_fusion_ros.snn.baselines`).
 """
 
 from __future__ import annotations
@@ -82,6 +84,19 @@ def build_eval_inputs(test_enc: Any, user: dict[str, Any], seed: int) -> Any:
                       audio_speakers=speakers), rows
 
 
+def _imu_baseline(ds: Any, test_enc: Any, test: Any, rows: np.ndarray | None) -> dict[str, Any]:
+    """1-NN on the raw IMU windows (:func:`~snn_fusion_ros.snn.baselines.imu_nearest_neighbour`): every
+    series of the build's train split (the network's validation series included) against the test split's."""
+    from snn_fusion_ros.data.store import load_npz
+    from snn_fusion_ros.snn.baselines import imu_nearest_neighbour
+
+    col = MODALITIES.index("imu")
+    train = load_npz(Path(ds.build_dir) / "imu_train.npz")
+    fused_index = (rows if rows is not None else test_enc.pairs)[:, col]
+    return imu_nearest_neighbour(train["accel"], train["labels"], ds.imu_accel, ds.imu_labels, fused_index,
+                                 test.labels)
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -145,6 +160,8 @@ def run(args: argparse.Namespace) -> int:
     res = evaluate(art, test, noisy, noise, backends, samples, args.report_dir, progress, log,
                    backend_options={"torch": {"device": args.torch_device}})
     res["build"] = key
+    res["baseline"] = {"imu": _imu_baseline(ds, test_enc, test, rows) if "imu" not in user else
+                       {"skipped": "the IMU test source is a user folder (the baseline needs the raw test split)"}}
     if args.json:
         sys.stdout.write(json.dumps(res, indent=1, sort_keys=True) + "\n")
     else:
@@ -167,4 +184,9 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout.write(f"  backend {k}: {v} on {d.get('n_samples', '-')} samples "
                              f"(torch {d.get('torch_accuracy_same_samples')}), "
                              f"{lat.get('median', float('nan')):.3f} ms/window median\n")
+        b = res["baseline"]["imu"]
+        if "raw" in b:
+            sys.stdout.write(f"  IMU 1-NN baseline on fused samples: raw {b['raw']['fused_sample_accuracy']:.4f}, "
+                             f"z-normalised {b['z_normalised']['fused_sample_accuracy']:.4f} "
+                             f"(network's IMU alone {res['modality_accuracy']['imu']:.4f})\n")
     return 0

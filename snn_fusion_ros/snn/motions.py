@@ -13,7 +13,8 @@ sizes, so the saved artifact runs in the fusion node with only the IMU encoder r
 
 Decision: the class at the last window of the 10 s recording (state reset per recording), as in
 ``snn-fusion eval``. Baseline, measured in the same run on the same split: 1-nearest-neighbour with
-Euclidean distance on the z-normalised raw series (the UCR/UEA archives' reference classifier).
+Euclidean distance on the z-normalised raw series (the UCR/UEA archives' reference classifier,
+:mod:`snn_fusion_ros.snn.baselines`).
 Training uses no validation split (40 recordings): the epoch count is fixed in advance and the last
 epoch's weights are evaluated.
 """
@@ -30,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from snn_fusion_ros.snn.baselines import nearest_neighbour_accuracy
 
 TASKS = ("basic-motions",)
 DATASET = "BasicMotions"
@@ -71,20 +74,6 @@ def encode_recordings(series: list[np.ndarray], cfg: Any, rate_hz: float = RATE_
         stamps, accel, gyro = basic_motions_to_imu(s, rate_hz)
         out.append(encode_imu(stamps, accel, gyro, cfg, n_windows))
     return np.stack(out)
-
-
-def nearest_neighbour_accuracy(train: list[np.ndarray], y_train: np.ndarray, test: list[np.ndarray],
-                               y_test: np.ndarray) -> float:
-    """1-NN, Euclidean distance between per-channel z-normalised series of equal length."""
-    def prep(xs: list[np.ndarray]) -> np.ndarray:
-        a = np.stack([np.asarray(x, np.float64) for x in xs])  # (N, C, L)
-        mu = a.mean(axis=2, keepdims=True)
-        sd = a.std(axis=2, keepdims=True)
-        return ((a - mu) / np.where(sd > 0, sd, 1.0)).reshape(len(a), -1)
-
-    tr, te = prep(train), prep(test)
-    d = ((te[:, None, :] - tr[None, :, :]) ** 2).sum(-1)
-    return float(np.mean(np.asarray(y_train)[d.argmin(1)] == np.asarray(y_test)))
 
 
 def run_task(settings: MotionSettings, enc_cfgs: Any, cache: Path, out: Path | None = None,
