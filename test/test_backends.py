@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import subprocess
 import sys
@@ -187,9 +188,11 @@ def test_lava_agreement_with_torch(artifact, windows, torch_probs):
         be.load(artifact)
         probs = run_all(be, windows[0][:10])
         caps = be.capabilities()
+        health = be.health()
     finally:
         be.close()
     assert caps.device == "lava:Loihi2SimCfg" and not caps.hardware_present
+    assert health["hidden_processes"] == ["hidden"]  # shared time constants: one LIF process for 3H neurons
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
     agree = float((probs.argmax(1) == torch_probs[: len(probs)].argmax(1)).mean())
     assert agree >= GOALS["lava"], f"lava agrees on {agree:.3f} of decisions"
@@ -416,3 +419,67 @@ def test_lava_imports_after_the_process_fixed_its_multiprocessing_context():
     if "not importable: ImportError" in out.stdout or "No module named 'lava'" in out.stdout:
         pytest.skip(f"lava-nc not installed: {out.stdout.strip()}")
     assert out.stdout.startswith("True"), out.stdout + out.stderr
+
+
+# ---------------------------------------------------------------- per-population time constants
+POP_CFG = dataclasses.replace(CFG, population_tau_mem_ms=(20.0, 40.0, 200.0), population_tau_syn_ms=(10.0, 5.0, 20.0))
+
+
+@pytest.fixture(scope="module")
+def pop_artifact(tmp_path_factory):
+    torch.set_num_threads(1)
+    path = train_synthetic_artifact(tmp_path_factory.mktemp("model") / "pop", POP_CFG, seed=3, epochs=6,
+                                    sequences=48)
+    return load_artifact(path)
+
+
+@pytest.fixture(scope="module")
+def pop_torch_probs(pop_artifact, windows):
+    be = create_backend("torch")
+    be.load(pop_artifact)
+    return run_all(be, windows[0])
+
+
+def test_per_population_time_constants_survive_the_artifact(pop_artifact):
+    assert pop_artifact.config.population_tau_mem_ms == (20.0, 40.0, 200.0)
+    assert pop_artifact.config.population_tau_syn_ms == (10.0, 5.0, 20.0)
+    alpha = pop_artifact.build_model().hidden.alpha
+    h = CFG.hidden_neurons
+    assert isinstance(alpha, torch.Tensor) and alpha.shape == (3 * h,)
+    assert float(alpha[0]) == pytest.approx(np.exp(-0.5)) and float(alpha[-1]) == pytest.approx(np.exp(-0.25))
+
+
+def test_nir_exports_each_populations_time_constants(pop_artifact, windows, pop_torch_probs):
+    from snn_fusion_ros.backends.nir_backend import export_nir
+
+    graph = export_nir(pop_artifact.build_model())
+    dt = CFG.step_ms * 1e-3
+    taus = {m: float(np.unique(graph.nodes[f"{m}.lif"].tau_mem)[0]) for m in ("audio", "dvs", "imu")}
+    for m, tau_ms in zip(("audio", "dvs", "imu"), POP_CFG.population_tau_mem_ms, strict=True):  # Euler: dt / (1 - beta)
+        assert taus[m] == pytest.approx(dt / (1.0 - np.exp(-CFG.step_ms / tau_ms)))
+    be = create_backend("nir")
+    be.load(pop_artifact)
+    np.testing.assert_allclose(run_all(be, windows[0]), pop_torch_probs, atol=1e-4)
+
+
+def test_akida_per_population_time_constants_agree_with_torch(pop_artifact, windows, pop_torch_probs):
+    be = _available_or_skip("akida")
+    be.load(pop_artifact)
+    agree = float((run_all(be, windows[0]).argmax(1) == pop_torch_probs.argmax(1)).mean())
+    assert agree >= GOALS["akida"], f"akida agrees on {agree:.3f} of decisions"
+
+
+def test_lava_runs_one_lif_process_per_population_with_its_own_decays(pop_artifact, windows, pop_torch_probs):
+    _lava_or_skip()
+    be = create_backend("lava", target="sim")
+    try:
+        be.load(pop_artifact)
+        health = be.health()
+        probs = run_all(be, windows[0][:10])
+    finally:
+        be.close()
+    assert health["hidden_processes"] == ["hidden.audio", "hidden.dvs", "hidden.imu"]
+    q = be.q["population_decays"]
+    assert q["imu"] != q["audio"] and q["audio"] != q["dvs"]
+    agree = float((probs.argmax(1) == pop_torch_probs[: len(probs)].argmax(1)).mean())
+    assert agree >= GOALS["lava"], f"lava agrees on {agree:.3f} of decisions"

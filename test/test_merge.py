@@ -36,11 +36,14 @@ def _inputs(cfg: FusionNetConfig, batch: int, steps: int, seed: int) -> dict[str
     return {m: (torch.rand(batch, steps, n, generator=g) < 0.2).float() for m, n in cfg.input_sizes.items()}
 
 
-@pytest.mark.parametrize("delay", [0, 1])
-def test_merged_readout_is_the_sum_of_the_members(delay):
-    members = [_random_net(1, synaptic_delay_steps=delay),
-               _random_net(2, hidden_neurons=5, fusion_neurons=7, synaptic_delay_steps=delay),
-               _random_net(3, hidden_neurons=11, synaptic_delay_steps=delay)]
+POPULATION_TAUS = {"population_tau_mem_ms": (20.0, 60.0, 200.0), "population_tau_syn_ms": (10.0, 5.0, 20.0)}
+
+
+@pytest.mark.parametrize(("delay", "taus"), [(0, {}), (1, {}), (1, POPULATION_TAUS)])
+def test_merged_readout_is_the_sum_of_the_members(delay, taus):
+    members = [_random_net(1, synaptic_delay_steps=delay, **taus),
+               _random_net(2, hidden_neurons=5, fusion_neurons=7, synaptic_delay_steps=delay, **taus),
+               _random_net(3, hidden_neurons=11, synaptic_delay_steps=delay, **taus)]
     merged = merge_networks(members)
     assert (merged.config.hidden_neurons, merged.config.fusion_neurons) == (24, 27)
     x = _inputs(BASE, 6, 40, seed=7)
@@ -102,7 +105,7 @@ def test_only_population_sizes_and_seed_may_differ():
     a = dataclasses.replace(BASE, seed=1)
     assert merged_config([a, dataclasses.replace(BASE, seed=9, hidden_neurons=3)]).hidden_neurons == 11
     for change in ({"tau_mem_ms": 30.0}, {"threshold": 0.5}, {"dvs_neurons": 21}, {"synaptic_delay_steps": 0},
-                   {"num_classes": 5}):
+                   {"num_classes": 5}, {"population_tau_mem_ms": (20.0, 20.0, 200.0)}):
         with pytest.raises(ValueError, match=next(iter(change))):
             merged_config([a, dataclasses.replace(BASE, **change)])
     with pytest.raises(ValueError, match="at least 2"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -115,3 +116,22 @@ def test_surrogate_forward_is_heaviside_and_gradient_is_positive_near_zero(name)
     y.sum().backward()
     assert x.grad is not None and float(x.grad[2]) > 0
     assert float(x.grad[2]) >= float(x.grad[0])
+
+
+def test_cuba_lif_per_neuron_decays_match_one_layer_per_neuron():
+    """A layer with one (alpha, beta) per neuron is the same as separate layers with those scalars."""
+    # per-neuron decays are float32 (the network's dtype): the scalar layers get the same rounded values
+    pairs = [(float(np.float32(a)), float(np.float32(b))) for a, b in [(0.6, 0.8), (0.9, 0.95), (0.0, 0.5)]]
+    layer = CubaLIF([a for a, _ in pairs], [b for _, b in pairs], threshold=1.0).double()
+    singles = [CubaLIF(a, b, threshold=1.0).double() for a, b in pairs]
+    x = torch.tensor([[0.3, 0.05, 1.5]], dtype=torch.float64)
+    fired = 0
+    for _ in range(60):
+        s = layer(x)
+        ref = torch.cat([lif(x[:, i:i + 1]) for i, lif in enumerate(singles)], dim=1)
+        assert torch.equal(s, ref)
+        torch.testing.assert_close(layer.state["mem"], torch.cat([lif.state["mem"] for lif in singles], dim=1))
+        fired += int(s.sum())
+    assert fired > 3
+    with pytest.raises(ValueError, match="beta must be in"):
+        CubaLIF([0.5, 0.5], [0.5, 1.2])

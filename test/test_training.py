@@ -196,11 +196,12 @@ def test_recorded_voices_enter_the_pairing_pool_repeat_times_and_default_run_key
     cfgs = node_encoder_configs()
     old = dataclasses.asdict(train_cli.TrainSettings())
     del old["epochs"], old["recorded_audio_repeat"], old["weight_ema"], old["replicate"], old["audio_channel_shift"]
-    del old["selection_score"], old["missing_weights"]
+    del old["selection_score"], old["missing_weights"], old["population_tau_mem_ms"], old["population_tau_syn_ms"]
     blob = json.dumps({"build": "b", "enc": cfgs.hash(), "settings": old}, sort_keys=True)
     assert train_cli.run_key("b", cfgs, train_cli.TrainSettings()) == hashlib.sha256(blob.encode()).hexdigest()[:16]
     for changed in ({"recorded_audio_repeat": 2}, {"weight_ema": 0.999}, {"replicate": 1}, {"audio_channel_shift": 1},
-                    {"selection_score": "goal"}, {"missing_weights": "dvs=2"}):
+                    {"selection_score": "goal"}, {"missing_weights": "dvs=2"},
+                    {"population_tau_mem_ms": (20.0, 20.0, 200.0)}, {"population_tau_syn_ms": [10.0, 10.0, 20.0]}):
         assert train_cli.run_key("b", cfgs, train_cli.TrainSettings(**changed)) != train_cli.run_key(
             "b", cfgs, train_cli.TrainSettings()), changed
 
@@ -386,6 +387,20 @@ def test_network_config_takes_the_time_constants_from_the_settings():
     assert cfg.alpha == pytest.approx(np.exp(-cfg.step_ms / 5.0))
     with pytest.raises(ValueError, match="tau_mem_ms"):
         _settings(tau_mem_ms=0.0)
+    # per-population time constants reach the network; the command line takes one value per modality
+    parser = argparse.ArgumentParser()
+    train_cli.add_arguments(parser)
+    args = parser.parse_args(["--population-tau-mem-ms", "20", "20", "200",
+                              "--population-tau-syn-ms", "10", "10", "20"])
+    assert parser.parse_args([]).population_tau_mem_ms == []  # default: the shared time constants
+    s = _settings(population_tau_mem_ms=args.population_tau_mem_ms, population_tau_syn_ms=args.population_tau_syn_ms)
+    assert s.population_tau_mem_ms == (20.0, 20.0, 200.0)  # a tuple whatever the caller passed: stable run keys
+    pop = train_cli.network_config(cfgs, s)
+    assert pop.population_decays()["imu"] == pytest.approx((np.exp(-pop.step_ms / 20.0), np.exp(-pop.step_ms / 200.0)))
+    assert pop.population_decays()["audio"] == pytest.approx((pop.alpha, pop.beta))
+    assert not pop.uniform_populations and default.uniform_populations
+    with pytest.raises(ValueError, match=r"population_tau_mem_ms.*one value per modality"):
+        _settings(population_tau_mem_ms=(20.0, 200.0))
 
 
 @pytest.mark.parametrize("weight_ema", [0.0, 0.9])

@@ -157,6 +157,8 @@ class AkidaBackend(Backend):
                      else _projection(w[f"w_{k}"], self.device, self.split_blocks) for k in PROJECTIONS}
         cfg = artifact.config
         self.alpha, self.beta, self.beta_r = np.float32(cfg.alpha), np.float32(cfg.beta), np.float32(cfg.readout_beta)
+        # hidden layer: one decay per neuron (per-population time constants), float32 like the reference
+        self.h_alpha, self.h_beta = (d.astype(np.float32) for d in cfg.hidden_decays())
         self.thr = np.float32(cfg.threshold)
         self.zero_reset = cfg.reset_mechanism == "zero"
         self.delayed = cfg.synaptic_delay_steps == 1
@@ -181,9 +183,10 @@ class AkidaBackend(Backend):
         self.x_last = np.zeros(sum(c.input_sizes.values()), np.uint8)
         self.f_last = np.zeros(c.fusion_neurons, np.float32)
 
-    def _lif(self, syn: np.ndarray, mem: np.ndarray, cur: np.ndarray):
-        syn = self.alpha * syn + cur
-        mem = self.beta * mem + syn
+    def _lif(self, syn: np.ndarray, mem: np.ndarray, cur: np.ndarray, alpha: np.ndarray | np.float32,
+             beta: np.ndarray | np.float32):
+        syn = alpha * syn + cur
+        mem = beta * mem + syn
         s = (mem > self.thr).astype(np.float32)
         mem = mem * (1.0 - s) if self.zero_reset else mem - s * self.thr
         return syn, mem, s
@@ -210,13 +213,14 @@ class AkidaBackend(Backend):
         hid_prev_last = s
         for t in range(t_len):
             rec = self.proj["rec"](s[None])[0] if s.any() else 0.0
-            self.h_syn, self.h_mem, s = self._lif(self.h_syn, self.h_mem, cur_in[t] + rec)
+            self.h_syn, self.h_mem, s = self._lif(self.h_syn, self.h_mem, cur_in[t] + rec, self.h_alpha,
+                                                    self.h_beta)
             hid[t] = s
         self.s = s
         cur_f = self.proj["fuse"](np.concatenate([hid_prev_last[None], hid[:-1]]) if self.delayed else hid)
         fus = np.empty((t_len, cur_f.shape[1]), np.float32)
         for t in range(t_len):
-            self.f_syn, self.f_mem, fus[t] = self._lif(self.f_syn, self.f_mem, cur_f[t])
+            self.f_syn, self.f_mem, fus[t] = self._lif(self.f_syn, self.f_mem, cur_f[t], self.alpha, self.beta)
         if self.delayed:
             fus_in = np.concatenate([self.f_last[None], fus[:-1]])
             self.f_last = fus[-1].copy()

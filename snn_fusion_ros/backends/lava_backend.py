@@ -9,6 +9,11 @@ synchronised every step, made a window ~2x faster than one process per modality)
     RingBuffer (sum N_m x steps) -> Dense w_in -> LIF hidden (3H) <-> Dense w_rec (recurrent)
     LIF hidden -> Dense w_fuse -> LIF fusion -> Dense w_out -> LIF readout (never fires)
 
+A Lava LIF process has one ``du`` / ``dv``, so a network whose populations have their own time constants
+(``population_tau_*_ms``) runs one hidden LIF process per population instead (``hidden.<m>``, with
+``in.<m>``, ``rec.<m>``, ``fuse.<m>`` the slices of the quantised projections: same integer weights, same
+arithmetic; :func:`population_projections`).
+
 A projection whose weights are mostly zero (a merged network's w_rec and w_fuse) runs as a Lava
 ``Sparse`` instead of a ``Dense``: same arithmetic, only its non-zero synapses held (``sparse`` option).
 
@@ -143,6 +148,32 @@ def quantize_network(weights: dict[str, np.ndarray], config, split_input: bool =
     out["du"] = decay_12bit(config.alpha)
     out["dv"] = decay_12bit(config.beta)
     out["dv_readout"] = decay_12bit(config.readout_beta)
+    #: (du, dv) of each modality population (equal to (du, dv) unless population_tau_*_ms differ)
+    out["population_decays"] = {m: (decay_12bit(a), decay_12bit(b)) for m, (a, b) in config.population_decays().items()}
+    return out
+
+
+def population_projections(q: dict[str, Any], config) -> dict[str, QuantizedDense]:
+    """The hidden layer's projections cut per modality population, for one LIF process per population
+    (Lava's LIF has one ``du`` / ``dv`` per process): ``in.<m>`` (and ``in_lo.<m>``) the population's rows
+    of the input projection over every input (zeros outside its own), ``rec.<m>`` its recurrent block and
+    ``fuse.<m>`` its columns of the fusion projection, plus ``out``. Slices of the quantised weights with
+    the same ``weight_exp``: every synapse keeps its integer weight, so the arithmetic is that of the
+    single-process network."""
+    h = config.hidden_neurons
+    dense = q["dense"]
+    out: dict[str, QuantizedDense] = {}
+    for i, m in enumerate(config.input_sizes):
+        rows = slice(i * h, (i + 1) * h)
+        for kind in ("in", "in_lo"):
+            if kind in dense:
+                out[f"{kind}.{m}"] = QuantizedDense(np.ascontiguousarray(dense[kind].weights[rows]),
+                                                    dense[kind].weight_exp)
+        out[f"rec.{m}"] = QuantizedDense(np.ascontiguousarray(dense["rec"].weights[rows, rows]),
+                                         dense["rec"].weight_exp)
+        out[f"fuse.{m}"] = QuantizedDense(np.ascontiguousarray(dense["fuse"].weights[:, rows]),
+                                          dense["fuse"].weight_exp)
+    out["out"] = dense["out"]
     return out
 
 
@@ -245,15 +276,19 @@ class LavaBackend(Backend):
         n_hid = len(cfg.input_sizes) * cfg.hidden_neurons
         p: dict[str, Any] = {}
         p["src"] = RingBuffer(data=np.zeros((n_in, steps), dtype=np.int32))
-        p["hidden"] = LIF(shape=(n_hid,), du=q["du"], dv=q["dv"], vth=q["vth"]["hidden"], bias_mant=0,
-                          bias_exp=0, name="hidden")
+        # one hidden LIF process for all populations when they share du/dv; else one per population
+        pops = [""] if cfg.uniform_populations else [f".{m}" for m in cfg.input_sizes]
+        projections = q["dense"] if pops == [""] else population_projections(q, cfg)
+        for pop in pops:
+            du, dv = (q["du"], q["dv"]) if pop == "" else q["population_decays"][pop[1:]]
+            p[f"hidden{pop}"] = LIF(shape=(n_hid // len(pops),), du=du, dv=dv, vth=q["vth"]["hidden"], bias_mant=0,
+                                    bias_exp=0, name=f"hidden{pop}")
         p["fusion"] = LIF(shape=(cfg.fusion_neurons,), du=q["du"], dv=q["dv"], vth=q["vth"]["fusion"],
                           bias_mant=0, bias_exp=0, name="fusion")
         p["readout"] = LIF(shape=(cfg.num_classes,), du=q["du"], dv=q["dv_readout"], vth=q["vth"]["readout"],
                            bias_mant=0, bias_exp=0, name="readout")
         sparse = []
-        for kind in q["dense"]:
-            d = q["dense"][kind]
+        for kind, d in projections.items():
             if self.sparse and np.count_nonzero(d.weights) <= SPARSE_MAX_DENSITY * d.weights.size:
                 p[kind] = Sparse(weights=csr_matrix(d.weights), weight_exp=d.weight_exp, num_message_bits=0,
                                  name=kind)
@@ -261,15 +296,16 @@ class LavaBackend(Backend):
             else:
                 p[kind] = Dense(weights=d.weights, weight_exp=d.weight_exp, num_message_bits=0, name=kind)
         self.sparse_projections = tuple(sparse)
-        p["src"].s_out.connect(p["in"].s_in)
-        p["in"].a_out.connect(p["hidden"].a_in)
-        if "in_lo" in p:
-            p["src"].s_out.connect(p["in_lo"].s_in)
-            p["in_lo"].a_out.connect(p["hidden"].a_in)
-        p["hidden"].s_out.connect(p["rec"].s_in)
-        p["rec"].a_out.connect(p["hidden"].a_in)
-        p["hidden"].s_out.connect(p["fuse"].s_in)
-        p["fuse"].a_out.connect(p["fusion"].a_in)
+        for pop in pops:
+            hidden = p[f"hidden{pop}"]
+            for kind in ("in", "in_lo"):
+                if f"{kind}{pop}" in p:
+                    p["src"].s_out.connect(p[f"{kind}{pop}"].s_in)
+                    p[f"{kind}{pop}"].a_out.connect(hidden.a_in)
+            hidden.s_out.connect(p[f"rec{pop}"].s_in)
+            p[f"rec{pop}"].a_out.connect(hidden.a_in)
+            hidden.s_out.connect(p[f"fuse{pop}"].s_in)
+            p[f"fuse{pop}"].a_out.connect(p["fusion"].a_in)
         p["fusion"].s_out.connect(p["out"].s_in)
         p["out"].a_out.connect(p["readout"].a_in)
         self._procs = p
@@ -342,4 +378,5 @@ class LavaBackend(Backend):
         out = super().health()
         out["loihi2_absent_reason"] = "" if self.hardware else self.hardware_reason
         out["sparse_projections"] = list(self.sparse_projections)
+        out["hidden_processes"] = sorted(k for k in self._procs if k.startswith("hidden"))
         return out

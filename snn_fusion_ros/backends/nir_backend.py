@@ -17,7 +17,8 @@ NIR is continuous-time; with the simulation step ``dt = step_ms`` the exported p
 ``tau_syn = dt / (1 - alpha)``, ``tau_mem = dt / (1 - beta)``, ``r = tau_mem / dt``,
 ``w_in = tau_syn / dt``, ``v_leak = v_reset = 0``, so that the forward-Euler discretisation at ``dt``
 (current first, then membrane with the new current, threshold ``v > v_threshold``, reset to
-``v_reset``) reproduces :class:`FusionNet` exactly. ``graph.metadata`` records ``dt_s``, the input
+``v_reset``) reproduces :class:`FusionNet` exactly. Each ``<m>.lif`` carries its population's own time
+constants (``population_tau_*_ms``; by default the shared ones). ``graph.metadata`` records ``dt_s``, the input
 order, ``steps_per_window`` and which node's membrane is the score.
 
 Consumers: :class:`NIRGraphRunner` executes any graph of Input/Output/Linear/Affine/CubaLIF/LIF/LI
@@ -86,10 +87,11 @@ def export_nir(model: FusionNet):
             edges.append((src, dst))
 
     wf = model.w_fuse.detach().numpy().astype(np.float32)
+    decays = cfg.population_decays()  # (alpha, beta) of each modality population
     for i, (m, n) in enumerate(cfg.input_sizes.items()):
         nodes[f"input_{m}"] = nir.Input(input_type=np.array([n]))
         nodes[f"{m}.w_in"] = nir.Linear(weight=model.w_in[m].detach().numpy().astype(np.float32))
-        nodes[f"{m}.lif"] = _cuba(h, cfg.alpha, cfg.beta, cfg.threshold, dt)
+        nodes[f"{m}.lif"] = _cuba(h, *decays[m], cfg.threshold, dt)
         w_rec = (model.w_rec[m] * model.rec_mask(m)).detach().numpy().astype(np.float32)
         nodes[f"{m}.w_rec"] = nir.Linear(weight=w_rec)
         nodes[f"{m}.w_fuse"] = nir.Linear(weight=np.ascontiguousarray(wf[:, i * h:(i + 1) * h]))

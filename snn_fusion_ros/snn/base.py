@@ -8,6 +8,8 @@ and can be read/written with :meth:`get_state` / :meth:`set_state` (used by stre
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from snn_fusion_ros.snn.config import RESET_MECHANISMS
@@ -56,19 +58,24 @@ class CurrentBased(NeuronBase):
 
     Parameters
     ----------
-    alpha: synaptic current decay per step, in [0, 1].
-    beta: membrane decay per step, in [0, 1].
+    alpha: synaptic current decay per step, in [0, 1]: one value, or one per neuron (a sequence; then a
+        non-persistent buffer that follows the module's device).
+    beta: membrane decay per step, in [0, 1], likewise.
+
+    A per-neuron sequence whose values are all equal is stored as that one float.
     """
 
     state_names = ("syn", "mem")
 
-    def __init__(self, alpha: float, beta: float) -> None:
+    def __init__(self, alpha: float | Sequence[float] | torch.Tensor, beta: float | Sequence[float] | torch.Tensor
+                 ) -> None:
         super().__init__()
         for name, v in (("alpha", alpha), ("beta", beta)):
-            if not 0.0 <= v <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {v}")
-        self.alpha = float(alpha)
-        self.beta = float(beta)
+            value = _decay(name, v)
+            if isinstance(value, torch.Tensor):
+                self.register_buffer(name, value, persistent=False)
+            else:
+                setattr(self, name, value)
 
     def integrate(self, x: torch.Tensor) -> torch.Tensor:
         """Advance the current by input ``x``; returns the new membrane (not stored: the caller stores it)."""
@@ -113,3 +120,19 @@ class SpikingNeuron(NeuronBase):
         else:
             mem = mem - s * self.threshold
         return spk, mem
+
+
+def _decay(name: str, value: float | Sequence[float] | torch.Tensor) -> float | torch.Tensor:
+    """A decay factor checked to lie in [0, 1]: a float, or a 1-D float32 tensor when the values differ."""
+    t = torch.as_tensor(value, dtype=torch.float64).flatten() if not isinstance(value, (int, float)) else None
+    if t is None:
+        values = [float(value)]
+    else:
+        if t.numel() == 0:
+            raise ValueError(f"{name} is empty; expected a value or one per neuron")
+        values = [float(t.min()), float(t.max())]
+    if not all(0.0 <= v <= 1.0 for v in values):  # NaN fails too
+        raise ValueError(f"{name} must be in [0, 1], got {value if t is None else values}")
+    if t is None or values[0] == values[1]:
+        return values[0]
+    return t.to(torch.float32)

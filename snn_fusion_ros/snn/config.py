@@ -7,7 +7,9 @@ as a parameter with a descriptor; :func:`validate_config` runs in ``__post_init_
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+
+import numpy as np
 
 from snn_fusion_ros.params import param, validate_config
 from snn_fusion_ros.spikes import MODALITIES
@@ -25,6 +27,12 @@ class FusionNetConfig:
     Per-step decay factors follow from the time constants by exact exponential discretisation:
     ``alpha = exp(-step_ms / tau_syn_ms)`` (synaptic current) and ``beta = exp(-step_ms / tau_mem_ms)``
     (membrane); the readout uses ``readout_tau_mem_ms``.
+
+    ``population_tau_mem_ms`` / ``population_tau_syn_ms`` give each modality's recurrent population its own
+    time constants (one value per modality, in :data:`MODALITIES` order: audio, dvs, imu), e.g. slower IMU
+    membranes for second-long gestures beside 20 ms ones for speech; empty (the default) means
+    ``tau_mem_ms`` / ``tau_syn_ms`` for all three. The fusion layer always uses ``tau_mem_ms`` / ``tau_syn_ms``,
+    and so does the readout's synaptic current.
     """
 
     audio_neurons: int = field(default=64, metadata=param(
@@ -40,6 +48,12 @@ class FusionNetConfig:
     steps_per_window: int = field(default=10, metadata=param("time steps in one window", "", 1, 10000))
     tau_mem_ms: float = field(default=20.0, metadata=param("membrane time constant of LIF layers", "ms", 0.01, 1e5))
     tau_syn_ms: float = field(default=10.0, metadata=param("synaptic current time constant", "ms", 0.01, 1e5))
+    population_tau_mem_ms: tuple[float, ...] = field(default=(), metadata=param(
+        "membrane time constant of each modality population (audio, dvs, imu); empty: tau_mem_ms for all",
+        "ms", 0.01, 1e5))
+    population_tau_syn_ms: tuple[float, ...] = field(default=(), metadata=param(
+        "synaptic current time constant of each modality population (audio, dvs, imu); empty: tau_syn_ms for "
+        "all", "ms", 0.01, 1e5))
     readout_tau_mem_ms: float = field(default=100.0, metadata=param(
         "membrane time constant of the leaky-integrator readout", "ms", 0.01, 1e6))
     synaptic_delay_steps: int = field(default=1, metadata=param(
@@ -59,6 +73,8 @@ class FusionNetConfig:
 
     def __post_init__(self) -> None:
         validate_config(self)
+        for name in ("population_tau_mem_ms", "population_tau_syn_ms"):
+            object.__setattr__(self, name, population_values(self, name))
 
     @property
     def input_sizes(self) -> dict[str, int]:
@@ -75,7 +91,51 @@ class FusionNetConfig:
         """Per-step membrane decay ``exp(-step_ms / tau_mem_ms)``."""
         return math.exp(-self.step_ms / self.tau_mem_ms)
 
+    def population_decays(self) -> dict[str, tuple[float, float]]:
+        """``{modality: (alpha, beta)}`` of each recurrent population (all equal to ``(alpha, beta)`` unless
+        ``population_tau_*_ms`` say otherwise)."""
+        syn = self.population_tau_syn_ms or (self.tau_syn_ms,) * len(MODALITIES)
+        mem = self.population_tau_mem_ms or (self.tau_mem_ms,) * len(MODALITIES)
+        return {m: (math.exp(-self.step_ms / ts), math.exp(-self.step_ms / tm))
+                for m, ts, tm in zip(MODALITIES, syn, mem, strict=True)}
+
+    @property
+    def uniform_populations(self) -> bool:
+        """True when every recurrent population has the decays ``(alpha, beta)`` of the fusion layer."""
+        return all(d == (self.alpha, self.beta) for d in self.population_decays().values())
+
+    def hidden_decays(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-neuron ``(alpha, beta)`` of the hidden layer, each (3H,) float64 in :data:`MODALITIES` order
+        (the layout of ``w_in`` / ``w_rec`` in :class:`~snn_fusion_ros.snn.network.FusionNet`)."""
+        d = self.population_decays()
+        h = self.hidden_neurons
+        return (np.repeat([d[m][0] for m in MODALITIES], h), np.repeat([d[m][1] for m in MODALITIES], h))
+
     @property
     def readout_beta(self) -> float:
         """Per-step readout membrane decay ``exp(-step_ms / readout_tau_mem_ms)``."""
         return math.exp(-self.step_ms / self.readout_tau_mem_ms)
+
+
+
+def population_values(cfg: object, name: str) -> tuple[float, ...]:
+    """Field ``name`` of ``cfg`` (a per-population time constant, :class:`FusionNetConfig`'s or a config that
+    copies its metadata) as a tuple of floats, checked: empty, or one value per modality within the field's
+    range; ValueError naming the field otherwise."""
+    owner = type(cfg).__name__
+    raw = getattr(cfg, name)
+    if isinstance(raw, (str, bytes)):
+        raise ValueError(f"{owner}.{name}={raw!r}: expected a list of numbers")
+    meta = next(f.metadata for f in fields(cfg) if f.name == name)  # type: ignore[arg-type]
+    try:
+        values = tuple(float(v) for v in raw)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{owner}.{name}={raw!r}: expected a list of numbers ({exc})") from None
+    if values and len(values) != len(MODALITIES):
+        raise ValueError(f"{owner}.{name}={list(values)}: give one value per modality {list(MODALITIES)}, "
+                         "or none (the shared time constant)")
+    for v in values:
+        if not (math.isfinite(v) and meta["low"] <= v <= meta["high"]):
+            raise ValueError(f"{owner}.{name}={list(values)}: each value must be finite and within "
+                             f"[{meta['low']}, {meta['high']}] {meta['units']}")
+    return values

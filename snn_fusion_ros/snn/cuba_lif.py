@@ -24,6 +24,8 @@ For a constant input ``x`` from ``I = V = 0`` the sub-threshold trace is closed-
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from snn_fusion_ros.snn.base import CurrentBased, SpikingNeuron
@@ -34,19 +36,29 @@ class CubaLIF(SpikingNeuron):
 
     Parameters
     ----------
-    alpha: synaptic current decay per step, in [0, 1].
-    beta: membrane decay per step, in [0, 1].
+    alpha, beta: synaptic current and membrane decays per step, in [0, 1]: one value, or one per neuron
+        (see :class:`~snn_fusion_ros.snn.base.CurrentBased`).
     threshold, reset_mechanism, surrogate, surrogate_slope: see :class:`SpikingNeuron`.
     """
 
     state_names = CurrentBased.state_names
 
-    def __init__(self, alpha: float, beta: float, threshold: float = 1.0, reset_mechanism: str = "zero",
+    def __init__(self, alpha: float | Sequence[float], beta: float | Sequence[float], threshold: float = 1.0,
+                 reset_mechanism: str = "zero",
                  surrogate: str = "fast_sigmoid", surrogate_slope: float = 10.0) -> None:
         super().__init__(threshold, reset_mechanism, surrogate, surrogate_slope)
         self.dynamics = CurrentBased(alpha, beta)  # shares ``state`` with this layer (below)
         self.dynamics.state = self.state
-        self.alpha, self.beta = self.dynamics.alpha, self.dynamics.beta
+
+    @property
+    def alpha(self) -> float | torch.Tensor:
+        """Synaptic decay per step (a float, or a per-neuron tensor on the module's device)."""
+        return self.dynamics.alpha
+
+    @property
+    def beta(self) -> float | torch.Tensor:
+        """Membrane decay per step (a float, or a per-neuron tensor on the module's device)."""
+        return self.dynamics.beta
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.dynamics.state = self.state  # reset() / set_state() replace the dict

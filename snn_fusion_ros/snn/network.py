@@ -25,6 +25,10 @@ Weights (the tensors saved in a model artifact), float32:
 
 ``w_in.<m>`` (H, N_m), ``w_rec.<m>`` (H, H), ``rec_mask.<m>`` (H, H) 0/1 with zero diagonal,
 ``w_fuse`` (F, 3H) (columns in :data:`MODALITIES` order), ``w_out`` (C, F).
+
+Each modality population may have its own time constants (``population_tau_mem_ms`` /
+``population_tau_syn_ms`` of :class:`~snn_fusion_ros.snn.config.FusionNetConfig`); the hidden layer then has
+per-neuron decays, the fusion layer keeps the shared ones.
 """
 
 from __future__ import annotations
@@ -80,7 +84,8 @@ class FusionNet(torch.nn.Module):
         self.w_out = torch.nn.Parameter(torch.randn(c.num_classes, f, generator=g) * (1.0 / np.sqrt(f)))
         kw = {"threshold": c.threshold, "reset_mechanism": c.reset_mechanism, "surrogate": c.surrogate,
               "surrogate_slope": c.surrogate_slope}
-        self.hidden = CubaLIF(c.alpha, c.beta, **kw)
+        h_alpha, h_beta = c.hidden_decays()  # one value per hidden neuron (per-population time constants)
+        self.hidden = CubaLIF(h_alpha, h_beta, **kw)
         self.fusion = CubaLIF(c.alpha, c.beta, **kw)
         self.readout = CubaLI(c.alpha, c.readout_beta)
         self._s_prev: torch.Tensor | None = None  # hidden spikes of the previous step (B, 3H)
@@ -319,8 +324,10 @@ class FusionNet(torch.nn.Module):
             sh[0] = s = self._s_prev[0]
             h_syn, h_mem = hid.state["syn"][0], hid.state["mem"][0]
             rec = w["rec"]
+            scalar_decay = not isinstance(a, torch.Tensor)  # False: per-population time constants
             for t in range(t_len):
-                h_syn = (rec @ s).add_(cur_in[t]).add_(h_syn, alpha=a)
+                cur = (rec @ s).add_(cur_in[t])
+                h_syn = cur.add_(h_syn, alpha=a) if scalar_decay else cur.addcmul_(h_syn, a)
                 h_mem = h_mem.mul(b).add_(h_syn)
                 s = (h_mem > thr).float()
                 h_mem = h_mem * (1.0 - s) if zero_reset else h_mem - s * thr
@@ -331,9 +338,10 @@ class FusionNet(torch.nn.Module):
             cur_f = w["fuse"](sh[:-1] if delayed else sh[1:])  # (T, F)
             f_syn, f_mem = fus.state["syn"][0], fus.state["mem"][0]
             sf_all = torch.empty(t_len, nf, device=dev)
+            fa, fb = fus.alpha, fus.beta
             for t in range(t_len):
-                f_syn = cur_f[t].add(f_syn, alpha=a)
-                f_mem = f_mem.mul(b).add_(f_syn)
+                f_syn = cur_f[t].add(f_syn, alpha=fa)
+                f_mem = f_mem.mul(fb).add_(f_syn)
                 sf = (f_mem > thr).float()
                 f_mem = f_mem * (1.0 - sf) if zero_reset else f_mem - sf * thr
                 sf_all[t] = sf

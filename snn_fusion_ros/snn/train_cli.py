@@ -41,7 +41,7 @@ from snn_fusion_ros.data.encode import (
 )
 from snn_fusion_ros.data.pairing import pair_samples
 from snn_fusion_ros.params import param, validate_config, without_later_fields
-from snn_fusion_ros.snn.config import FusionNetConfig
+from snn_fusion_ros.snn.config import FusionNetConfig, population_values
 from snn_fusion_ros.snn.network import FusionNet
 from snn_fusion_ros.snn.training import (
     MISSING_SET_NAMES,
@@ -139,12 +139,16 @@ class TrainSettings:
     # the network's own fields (default, unit, bounds): one definition, in FusionNetConfig
     tau_mem_ms: float = field(default=_NET_FIELDS["tau_mem_ms"].default, metadata=_NET_FIELDS["tau_mem_ms"].metadata)
     tau_syn_ms: float = field(default=_NET_FIELDS["tau_syn_ms"].default, metadata=_NET_FIELDS["tau_syn_ms"].metadata)
+    population_tau_mem_ms: tuple[float, ...] = field(default=(), metadata=_NET_FIELDS["population_tau_mem_ms"].metadata)
+    population_tau_syn_ms: tuple[float, ...] = field(default=(), metadata=_NET_FIELDS["population_tau_syn_ms"].metadata)
     readout_init_scale: float = field(default=0.1, metadata=param(
         "factor on the initial readout weights (the leaky readout integrates ~tau/step steps, so unscaled "
         "initial logits are ~30 and saturate the softmax)", "", 1e-4, 10.0))
 
     def __post_init__(self) -> None:
         validate_config(self)
+        for name in ("population_tau_mem_ms", "population_tau_syn_ms"):  # tuples, so that run keys are stable
+            object.__setattr__(self, name, population_values(self, name))
         missing_set_weights(self.missing_weights)  # refuses a bad spec at construction, not epochs later
 
 
@@ -338,12 +342,14 @@ def network_config(enc_cfgs: EncoderConfigs, s: TrainSettings, num_classes: int 
                            num_classes=num_classes, step_ms=enc_cfgs.audio.step_ms,
                            steps_per_window=enc_cfgs.steps_per_window,
                            readout_tau_mem_ms=s.readout_tau_mem_ms, tau_mem_ms=s.tau_mem_ms,
-                           tau_syn_ms=s.tau_syn_ms, seed=run_seed(s))
+                           tau_syn_ms=s.tau_syn_ms, population_tau_mem_ms=s.population_tau_mem_ms,
+                           population_tau_syn_ms=s.population_tau_syn_ms, seed=run_seed(s))
 
 
 #: settings added after runs were keyed, with the value that leaves a run key unchanged
 _LATER_SETTINGS = {"recorded_audio_repeat": 1, "weight_ema": 0.0, "replicate": 0, "audio_channel_shift": 0,
-                   "selection_score": "all", "missing_weights": ""}
+                   "selection_score": "all", "missing_weights": "", "population_tau_mem_ms": (),
+                   "population_tau_syn_ms": ()}
 
 
 def run_seed(s: TrainSettings) -> int:
@@ -616,6 +622,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"membrane time constant of the LIF layers (default {d.tau_mem_ms:g} ms)")
     parser.add_argument("--tau-syn-ms", type=float, default=d.tau_syn_ms,
                         help=f"synaptic time constant of every layer (default {d.tau_syn_ms:g} ms)")
+    parser.add_argument("--population-tau-mem-ms", type=float, nargs=3, default=list(d.population_tau_mem_ms),
+                        metavar=("AUDIO", "DVS", "IMU"),
+                        help="membrane time constant of each modality population (default: --tau-mem-ms for all)")
+    parser.add_argument("--population-tau-syn-ms", type=float, nargs=3, default=list(d.population_tau_syn_ms),
+                        metavar=("AUDIO", "DVS", "IMU"),
+                        help="synaptic time constant of each modality population (default: --tau-syn-ms for all)")
     parser.add_argument("--out", type=Path, default=Path("models/default"), help="artifact directory")
     parser.add_argument("--checkpoint-dir", type=Path, default=None,
                         help="default <cache>/checkpoints/<run key>")
@@ -651,7 +663,8 @@ def run(args: argparse.Namespace) -> int:
                              val_fraction=args.val_fraction,
                              hidden_neurons=args.hidden, fusion_neurons=args.fusion,
                              readout_tau_mem_ms=args.readout_tau_ms, tau_mem_ms=args.tau_mem_ms,
-                             tau_syn_ms=args.tau_syn_ms, shift_steps=args.shift_steps,
+                             tau_syn_ms=args.tau_syn_ms, population_tau_mem_ms=tuple(args.population_tau_mem_ms),
+                             population_tau_syn_ms=tuple(args.population_tau_syn_ms), shift_steps=args.shift_steps,
                              spike_drop=args.spike_drop, audio_channel_shift=args.audio_channel_shift,
                              selection_score=args.selection_score,
                              noise_fraction=args.noise_fraction,
