@@ -156,8 +156,9 @@ def test_population_time_constants_are_checked_and_one_value_means_shared():
     assert not cfg.uniform_populations and SMALL.uniform_populations
     same = dataclasses.replace(SMALL, population_tau_mem_ms=(20.0,) * 3, population_tau_syn_ms=(10.0,) * 3)
     assert same.uniform_populations and isinstance(FusionNet(same).hidden.alpha, float)
-    for bad, match in (((20.0, 200.0), "one value per modality"), ((0.0, 20.0, 20.0), "within"),
-                       ((float("nan"),) * 3, "finite"), ("200", "list of numbers"), ((None, 1, 2), "list of numbers")):
+    for bad, match in (((20.0, 200.0), "one value per modality"), ((0.0, 20.0, 20.0), "below the minimum"),
+                       ((float("nan"),) * 3, "is NaN"), ((float("inf"),) * 3, "above the maximum"),
+                       ("200", "list of numbers"), ((None, 1, 2), "list of numbers")):
         with pytest.raises(ValueError, match=f"population_tau_mem_ms.*{match}"):
             dataclasses.replace(SMALL, population_tau_mem_ms=bad)
 

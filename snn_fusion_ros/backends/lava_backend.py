@@ -277,10 +277,12 @@ class LavaBackend(Backend):
         p: dict[str, Any] = {}
         p["src"] = RingBuffer(data=np.zeros((n_in, steps), dtype=np.int32))
         # one hidden LIF process for all populations when they share du/dv; else one per population
-        pops = [""] if cfg.uniform_populations else [f".{m}" for m in cfg.input_sizes]
-        projections = q["dense"] if pops == [""] else population_projections(q, cfg)
-        for pop in pops:
-            du, dv = (q["du"], q["dv"]) if pop == "" else q["population_decays"][pop[1:]]
+        if cfg.uniform_populations:
+            pops, projections = {"": (q["du"], q["dv"])}, q["dense"]
+        else:
+            pops = {f".{m}": q["population_decays"][m] for m in cfg.input_sizes}
+            projections = population_projections(q, cfg)
+        for pop, (du, dv) in pops.items():
             p[f"hidden{pop}"] = LIF(shape=(n_hid // len(pops),), du=du, dv=dv, vth=q["vth"]["hidden"], bias_mant=0,
                                     bias_exp=0, name=f"hidden{pop}")
         p["fusion"] = LIF(shape=(cfg.fusion_neurons,), du=q["du"], dv=q["dv"], vth=q["vth"]["fusion"],

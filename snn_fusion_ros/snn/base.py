@@ -124,15 +124,10 @@ class SpikingNeuron(NeuronBase):
 
 def _decay(name: str, value: float | Sequence[float] | torch.Tensor) -> float | torch.Tensor:
     """A decay factor checked to lie in [0, 1]: a float, or a 1-D float32 tensor when the values differ."""
-    t = torch.as_tensor(value, dtype=torch.float64).flatten() if not isinstance(value, (int, float)) else None
-    if t is None:
-        values = [float(value)]
-    else:
-        if t.numel() == 0:
-            raise ValueError(f"{name} is empty; expected a value or one per neuron")
-        values = [float(t.min()), float(t.max())]
-    if not all(0.0 <= v <= 1.0 for v in values):  # NaN fails too
-        raise ValueError(f"{name} must be in [0, 1], got {value if t is None else values}")
-    if t is None or values[0] == values[1]:
-        return values[0]
-    return t.to(torch.float32)
+    t = torch.as_tensor(value, dtype=torch.float64).flatten()
+    if t.numel() == 0:
+        raise ValueError(f"{name} is empty; expected a value or one per neuron")
+    low, high = float(t.min()), float(t.max())
+    if not (0.0 <= low and high <= 1.0) or t.isnan().any():
+        raise ValueError(f"{name} must be in [0, 1], got {value if t.numel() == 1 else [low, high]}")
+    return low if low == high else t.to(torch.float32)

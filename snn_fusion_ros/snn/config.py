@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from snn_fusion_ros.params import param, validate_config
+from snn_fusion_ros.params import check_field, param, validate_config
 from snn_fusion_ros.spikes import MODALITIES
 
 #: Reset mechanisms of the spiking layers (see :class:`snn_fusion_ros.snn.base.SpikingNeuron`).
@@ -117,7 +117,6 @@ class FusionNetConfig:
         return math.exp(-self.step_ms / self.readout_tau_mem_ms)
 
 
-
 def population_values(cfg: object, name: str) -> tuple[float, ...]:
     """Field ``name`` of ``cfg`` (a per-population time constant, :class:`FusionNetConfig`'s or a config that
     copies its metadata) as a tuple of floats, checked: empty, or one value per modality within the field's
@@ -135,7 +134,5 @@ def population_values(cfg: object, name: str) -> tuple[float, ...]:
         raise ValueError(f"{owner}.{name}={list(values)}: give one value per modality {list(MODALITIES)}, "
                          "or none (the shared time constant)")
     for v in values:
-        if not (math.isfinite(v) and meta["low"] <= v <= meta["high"]):
-            raise ValueError(f"{owner}.{name}={list(values)}: each value must be finite and within "
-                             f"[{meta['low']}, {meta['high']}] {meta['units']}")
+        check_field(owner, name, v, meta)
     return values
